@@ -1,0 +1,83 @@
+"""Batches as index slices of tensors already in memory: no Dataset, no collate, no workers."""
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from lit_basics.errors import ConfigError
+
+
+class TensorBatchLoader:
+    """Yield tuples of row slices of `tensors`, one seeded permutation per epoch when shuffling.
+
+    Lightning calls `loader.sampler.set_epoch(epoch)` before each epoch, so the order depends only on
+    (seed, epoch) and a resumed run sees the same batches as an uninterrupted one. With
+    `world_size > 1` (DDP) each rank takes every `world_size`-th index of the same permutation, padded
+    so all ranks run the same number of steps, as torch's DistributedSampler does.
+    """
+
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor],
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size={batch_size} must be >= 1")
+        n = tensors[0].shape[0]
+        if any(t.shape[0] != n for t in tensors):
+            raise ValueError("all tensors must have the same number of rows")
+        self.tensors = tuple(tensors)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.sampler = self  # where Lightning looks for set_epoch
+        self.batch_sampler = None
+
+    @property
+    def num_rows(self) -> int:
+        """Rows this rank sees per epoch."""
+        return math.ceil(self.tensors[0].shape[0] / self.world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_rows // self.batch_size
+        return math.ceil(self.num_rows / self.batch_size)
+
+    def _indices(self) -> torch.Tensor | None:
+        n = self.tensors[0].shape[0]
+        if not self.shuffle and self.world_size == 1:
+            return None  # contiguous slices: views, no copies
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if self.world_size > 1:
+            padded = self.num_rows * self.world_size
+            order = torch.cat([order, order[: padded - n]])[self.rank :: self.world_size]
+        return order.to(self.tensors[0].device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        order = self._indices()
+        self.epoch += 1
+        stop = len(self) * self.batch_size if self.drop_last else self.num_rows
+        for start in range(0, stop, self.batch_size):
+            end = min(start + self.batch_size, stop)
+            if order is None:
+                yield tuple(t[start:end] for t in self.tensors)
+            else:
+                idx = order[start:end]
+                yield tuple(t[idx] for t in self.tensors)

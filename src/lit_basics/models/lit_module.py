@@ -1,0 +1,222 @@
+"""LitFNN: the LightningModule that owns loss, metrics and optimizer for one FNN."""
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics import MetricCollection
+from torchmetrics.classification import Accuracy, F1Score
+from torchmetrics.regression import MeanSquaredError, R2Score
+
+from lit_basics.errors import ConfigError, check_choice
+from lit_basics.models.fnn import FNN, validate_architecture
+from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
+from lit_basics.models.optimizers import SCHEDULERS, make_optimizer, make_scheduler, validate_optimization
+
+STAGES = ("train", "val", "test")
+
+
+def make_metrics(task: str, num_classes: int) -> MetricCollection:
+    """Accuracy and macro F1 for classification; RMSE and R2 for regression."""
+    if task == "regression":
+        return MetricCollection({"rmse": MeanSquaredError(squared=False), "r2": R2Score()})
+    if num_classes == 2:
+        return MetricCollection({"acc": Accuracy(task="binary"), "f1": F1Score(task="binary")})
+    return MetricCollection(
+        {
+            "acc": Accuracy(task="multiclass", num_classes=num_classes),
+            "f1": F1Score(task="multiclass", num_classes=num_classes, average="macro"),
+        }
+    )
+
+
+class LitFNN(L.LightningModule):
+    """A feedforward network for binary or multi-class classification or regression.
+
+    Args:
+        input_dim: number of input features; linked from the DataModule by the CLI.
+        num_classes: 2 -> one logit with a binary loss, > 2 -> one logit per class; ignored for regression.
+        task: "classification" or "regression"; linked from the DataModule by the CLI.
+        hidden_sizes: width of each hidden layer; its length is the depth.
+        activation: sigmoid, tanh, relu or leaky_relu (slope `leaky_relu_alpha` below zero).
+        dropout: drop probability after each hidden activation, in [0, 1).
+        loss: cross_entropy (BCE-with-logits when binary), hinge or mse.
+        optimizer: sgd, momentum (SGD with `momentum`), rmsprop, adam or adamw.
+        weight_decay: L2 penalty on weight matrices, applied by the optimizer.
+        l1: L1 penalty on weight matrices, added to the loss.
+        scheduler: none, step, exponential, cosine or plateau; `scheduler_kwargs` go to its constructor.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_classes: int = 2,
+        task: str = "classification",
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        leaky_relu_alpha: float = 0.01,
+        dropout: float = 0.0,
+        loss: str = "cross_entropy",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        l1: float = 0.0,
+        scheduler: str = "none",
+        scheduler_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        check_choice("task", task, TASKS)
+        validate_architecture(hidden_sizes, dropout, leaky_relu_alpha)
+        validate_optimization(optimizer, lr, momentum, weight_decay, l1)
+        check_choice("scheduler", scheduler, SCHEDULERS)
+        self.loss_fn = make_loss(loss, task, num_classes)
+        self.save_hyperparameters()
+        self.hparams["hidden_sizes"] = list(hidden_sizes)
+        self.net = FNN(
+            input_dim,
+            list(hidden_sizes),
+            output_dim(task, num_classes),
+            activation=activation,
+            dropout=dropout,
+            leaky_relu_alpha=leaky_relu_alpha,
+        )
+        self.val_metrics = make_metrics(task, num_classes).clone(prefix="val/")
+        self.test_metrics = make_metrics(task, num_classes).clone(prefix="test/")
+        self._sums: dict[str, torch.Tensor] = {}
+        self._best = {"hp/best_val_loss": math.inf, "hp/best_val_acc": 0.0}
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.hparams.task == "classification"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def l1_penalty(self) -> torch.Tensor:
+        return sum(w.abs().sum() for w in self.net.weights())
+
+    # Sums of loss, correct predictions and sample counts stay on the device during an epoch and are
+    # read once at its end: no host sync per step, which dominates the time of small networks.
+    def _accumulate(self, stage: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        if self.is_classifier:
+            correct = (predict(logits, "classification", self.hparams.num_classes) == y).sum()
+        else:
+            correct = loss.new_zeros(())
+        n = y.shape[0]
+        step = torch.stack([loss.detach() * n, correct.to(loss.dtype), loss.new_tensor(float(n))])
+        if stage in self._sums:
+            self._sums[stage] += step
+        else:
+            self._sums[stage] = step
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch  # (batch, features), (batch,)
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        self._accumulate(stage, loss, logits, y)
+        if stage == "val":
+            self.val_metrics.update(self._metric_input(logits), y)
+        elif stage == "test":
+            self.test_metrics.update(self._metric_input(logits), y)
+        return loss
+
+    def _metric_input(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.is_classifier:
+            return logits.squeeze(-1)
+        return predict(logits, "classification", self.hparams.num_classes)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._shared_step(batch, "train")
+        if self.hparams.l1 > 0:
+            loss = loss + self.hparams.l1 * self.l1_penalty()
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        x, y = batch if isinstance(batch, list | tuple) else (batch, None)
+        logits = self(x)
+        out = {"prediction": predict(logits, self.hparams.task, self.hparams.num_classes)}
+        if self.is_classifier:
+            out["probabilities"] = probabilities(logits, self.hparams.num_classes)
+        if y is not None:
+            out["target"] = y
+        return out
+
+    def _epoch_means(self, stage: str) -> dict[str, torch.Tensor]:
+        sums = self._sums.pop(stage, None)
+        if sums is None:
+            return {}
+        loss_sum, correct, count = sums
+        out = {f"{stage}/loss": loss_sum / count}
+        if stage == "train" and self.is_classifier:
+            out["train/acc"] = correct / count
+        return out
+
+    def on_train_epoch_start(self) -> None:
+        self._sums.pop("train", None)
+
+    def on_validation_epoch_start(self) -> None:
+        self._sums.pop("val", None)
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self._epoch_means("train"), on_epoch=True, sync_dist=True)
+        if self.hparams.l1 > 0:
+            self.log("train/l1_penalty", self.l1_penalty().detach(), on_epoch=True)
+
+    def on_validation_epoch_end(self) -> None:
+        values = {**self._epoch_means("val"), **self.val_metrics.compute()}
+        self.val_metrics.reset()
+        self.log_dict(values, on_epoch=True, sync_dist=True)
+        if not self.trainer.sanity_checking:
+            self._log_best(values)
+
+    def on_test_epoch_end(self) -> None:
+        values = {**self._epoch_means("test"), **self.test_metrics.compute()}
+        self.test_metrics.reset()
+        self.log_dict(values, on_epoch=True, sync_dist=True)
+
+    def _log_best(self, values: dict[str, torch.Tensor]) -> None:
+        self._best["hp/best_val_loss"] = min(self._best["hp/best_val_loss"], float(values["val/loss"]))
+        if "val/acc" in values:
+            self._best["hp/best_val_acc"] = max(self._best["hp/best_val_acc"], float(values["val/acc"]))
+        self.log_dict(self._best, on_epoch=True)
+
+    def on_fit_start(self) -> None:
+        """Record hyperparameters with placeholder metrics so TensorBoard's HPARAMS tab lists the run."""
+        hparams = dict(self.hparams)
+        if self.trainer.datamodule is not None:
+            hparams.update({f"data/{k}": v for k, v in dict(self.trainer.datamodule.hparams).items()})
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(hparams, dict(self._best))
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = make_optimizer(hp.optimizer, self.net, hp.lr, hp.momentum, hp.weight_decay)
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        scheduler = make_scheduler(hp.scheduler, optimizer, hp.scheduler_kwargs, max_epochs)
+        if scheduler is None:
+            return optimizer
+        config = {"scheduler": scheduler, "interval": "epoch"}
+        if hp.scheduler == "plateau":
+            config["monitor"] = "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def load_model(checkpoint_path: str) -> LitFNN:
+    """Load a LitFNN checkpoint on the CPU, with a one-line error for a missing or corrupt file."""
+    try:
+        return LitFNN.load_from_checkpoint(checkpoint_path, map_location="cpu")
+    except FileNotFoundError:
+        raise ConfigError(f"checkpoint {checkpoint_path!r} does not exist") from None
+    except (RuntimeError, EOFError, KeyError) as err:
+        raise ConfigError(f"checkpoint {checkpoint_path!r} cannot be loaded: {str(err).splitlines()[0]}") from None
