@@ -1,0 +1,190 @@
+"""ArrayDataModule: the shared in-memory path for every dataset family.
+
+A subclass only says how to load its arrays (`load_arrays`); this class makes seeded stratified
+train/val/test splits, fits standardisation on the training rows only, holds the splits as tensors
+on the training device and batches them with TensorBatchLoader.
+"""
+
+from functools import cached_property
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from lit_basics.engine.batching import TensorBatchLoader
+from lit_basics.errors import ConfigError, check_choice
+
+SPLITS = ("train", "val", "test")
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+class ArrayDataModule(L.LightningDataModule):
+    """Base DataModule for data sets that fit in memory.
+
+    Args:
+        batch_size: training batch size.
+        val_fraction, test_fraction: shares of all rows held out for validation and test.
+        standardize: scale features to zero mean and unit variance, fitted on the training split.
+        seed: seeds the split and the per-epoch shuffling.
+        eval_batch_size: batch size for validation, test and predict (larger is faster; no gradients).
+        drop_last: drop the last partial training batch of each epoch.
+        predict_split: the split `predict` runs on (train, val, test).
+    """
+
+    name: ClassVar[str] = "data"
+    task: str = "classification"
+    per_feature_scaling: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        standardize: bool = True,
+        seed: int = 42,
+        eval_batch_size: int = 1024,
+        drop_last: bool = False,
+        predict_split: str = "test",
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0 or eval_batch_size <= 0:
+            raise ConfigError(f"batch_size={batch_size} and eval_batch_size={eval_batch_size} must be >= 1")
+        for label, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < fraction < 1.0:
+                raise ConfigError(f"{label}={fraction!r} is outside the allowed range (0, 1)")
+        if val_fraction + test_fraction >= 1.0:
+            raise ConfigError(f"val_fraction + test_fraction = {val_fraction + test_fraction:g} must be < 1")
+        check_choice("predict_split", predict_split, SPLITS)
+        self.save_hyperparameters()  # collects the arguments of subclass __init__s too
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.standardize = standardize
+        self.seed = seed
+        self.drop_last = drop_last
+        self.predict_split = predict_split
+        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.classes: np.ndarray | None = None
+        self.scaler: tuple[np.ndarray, np.ndarray] | None = None
+        self.target_scaler: tuple[float, float] | None = None
+
+    # --- what a subclass provides -------------------------------------------------------------
+    def load_arrays(self) -> Arrays:
+        """Features (n, d) and labels (n,) of the whole data set."""
+        raise NotImplementedError
+
+    def load_splits(self) -> dict[str, Arrays]:
+        """Train, val and test arrays; data sets with an official split override this."""
+        return self.make_splits(*self.arrays)
+
+    def make_splits(self, x: np.ndarray, y: np.ndarray) -> dict[str, Arrays]:
+        """Seeded train/val/test split, stratified by class for classification."""
+        idx = self.split_indices(y)
+        return {split: (x[rows], y[rows]) for split, rows in idx.items()}
+
+    # --- shared machinery ---------------------------------------------------------------------
+    def split_indices(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Disjoint row indices per split; stratified so each split keeps the class proportions."""
+        rows = np.arange(len(y))
+        stratify = y if self.task == "classification" else None
+        try:
+            rest, test = train_test_split(
+                rows, test_size=self.test_fraction, random_state=self.seed, stratify=stratify
+            )
+            val_share = self.val_fraction / (1.0 - self.test_fraction)
+            train, val = train_test_split(
+                rest, test_size=val_share, random_state=self.seed, stratify=None if stratify is None else y[rest]
+            )
+        except ValueError as err:
+            raise ConfigError(f"{self.name}: cannot split {len(y)} rows into train/val/test: {err}") from None
+        return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+    @cached_property
+    def arrays(self) -> Arrays:
+        """The loaded data set, labels encoded to 0..C-1 for classification."""
+        x, y = self.load_arrays()
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or len(x) != len(y):
+            raise ConfigError(f"{self.name}: features must be (rows, features) with one label per row")
+        if not np.isfinite(x).all():
+            raise ConfigError(f"{self.name}: features contain NaN or inf values")
+        if self.task == "classification":
+            self.classes, y = np.unique(y, return_inverse=True)
+            return x, y.astype(np.int64)
+        return x, np.asarray(y, dtype=np.float32)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.arrays[0].shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes; 0 for regression."""
+        if self.task == "regression":
+            return 0
+        return int(self.arrays[1].max()) + 1
+
+    def fit_scaler(self, x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std from the training rows only (per feature, or one pair for pixel data)."""
+        if self.per_feature_scaling:
+            mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        else:
+            mean, std = np.asarray(x_train.mean()), np.asarray(x_train.std())
+        return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        splits = self.load_splits()
+        if self.standardize:
+            self.scaler = self.fit_scaler(splits["train"][0])
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self.standardize and self.task == "regression":
+            # Targets in standard units: RMSE is then in units of the training target's std.
+            y_train = splits["train"][1]
+            self.target_scaler = (float(y_train.mean()), float(y_train.std()) or 1.0)
+        for split, (x, y) in splits.items():
+            if self.scaler is not None:
+                x = (x - self.scaler[0]) / self.scaler[1]
+            if self.target_scaler is not None:
+                y = ((y - self.target_scaler[0]) / self.target_scaler[1]).astype(np.float32)
+            self.tensors[split] = (torch.as_tensor(x, device=device), torch.as_tensor(y, device=device))
+
+    def _loader(self, split: str, train: bool) -> TensorBatchLoader:
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        return TensorBatchLoader(
+            self.tensors[split],
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=self.drop_last and train,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> TensorBatchLoader:
+        return TensorBatchLoader(self.tensors[self.predict_split], self.eval_batch_size)
+
+    def split_sizes(self) -> dict[str, int]:
+        return {split: int(t[0].shape[0]) for split, t in self.tensors.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints so predictions can map class indices back to the original labels."""
+        return {
+            "classes": None if self.classes is None else self.classes.tolist(),
+            "target_scaler": self.target_scaler,
+        }
