@@ -1,0 +1,35 @@
+# The README's commands. Each creates .venv and installs what is missing first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/default.yaml
+# torch and torchvision first, pinned to the builds served from this machine's disk (a CUDA build
+# that also runs on the CPU); any version in pyproject's ranges works elsewhere.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install train test tensorboard lint bench report clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS) || $(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+train: install
+	$(PY) scripts/train.py fit --config $(CONFIG)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src scripts tests
+
+tensorboard: install
+	$(VENV)/bin/tensorboard --logdir logs
+
+clean:
+	rm -rf logs reports lightning_logs
