@@ -136,7 +136,21 @@ def cli_main(args: ArgsType = None) -> dict[str, Any]:
     """
     try:
         cli = LitBasicsCLI(args=args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        config_error = find_config_error(err)
+        if config_error is None:
+            raise
+        print(f"error: {config_error}", file=sys.stderr)
         raise SystemExit(2) from None
     return cli.metrics
+
+
+def find_config_error(err: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind `err`, also when jsonargparse wrapped it while instantiating a class."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ConfigError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

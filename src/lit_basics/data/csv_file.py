@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lit_basics.data.base import Arrays, ArrayDataModule
+from lit_basics.data.base import ArrayDataModule, Arrays
 from lit_basics.errors import ConfigError, check_choice
 
 
@@ -57,7 +57,8 @@ class CSVDataModule(ArrayDataModule):
         features = self.feature_columns or [c for c in columns if c != self.label_column]
         missing = [c for c in features if c not in columns]
         if missing or not features:
-            raise ConfigError(f"csv: feature columns {missing or features} not found; columns are: {', '.join(columns)}")
+            listed = ", ".join(columns)
+            raise ConfigError(f"csv: feature columns {missing or features} not found; columns are: {listed}")
         for column in features:
             if not pd.api.types.is_numeric_dtype(table[column]):
                 example = table[column][pd.to_numeric(table[column], errors="coerce").isna()].iloc[0]

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from lit_basics.data.base import Arrays, ArrayDataModule
+from lit_basics.data.base import ArrayDataModule, Arrays
 from lit_basics.errors import ConfigError
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 from sklearn import datasets
 
-from lit_basics.data.base import Arrays, ArrayDataModule
+from lit_basics.data.base import ArrayDataModule, Arrays
 from lit_basics.errors import ConfigError, check_choice
 
 XOR_POINTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)

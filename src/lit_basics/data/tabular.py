@@ -5,7 +5,7 @@ from typing import Any
 
 from sklearn import datasets
 
-from lit_basics.data.base import Arrays, ArrayDataModule
+from lit_basics.data.base import ArrayDataModule, Arrays
 
 
 class _SklearnDataModule(ArrayDataModule):

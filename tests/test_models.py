@@ -1,0 +1,142 @@
+"""The FNN, its named parts and the LightningModule, tested without the CLI."""
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from lit_basics.errors import ConfigError
+from lit_basics.models import ACTIVATIONS, FNN, LOSSES, OPTIMIZERS, LitFNN, make_activation
+from lit_basics.models.losses import make_loss
+from lit_basics.models.optimizers import make_optimizer, parameter_groups
+
+
+def test_fnn_matches_hand_built_sequential():
+    torch.manual_seed(0)
+    fnn = FNN(4, [8, 6], 3, activation="tanh")
+    reference = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 3))
+    reference.load_state_dict({k.removeprefix("net."): v for k, v in fnn.state_dict().items()})
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(fnn(x), reference(x))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_fnn_depth_is_the_length_of_hidden_sizes(depth):
+    fnn = FNN(3, [7] * depth, 2, dropout=0.3)
+    assert len(fnn.weights()) == depth + 1
+    assert sum(isinstance(m, nn.Dropout) for m in fnn.net) == depth
+
+
+def test_leaky_relu_uses_alpha():
+    act = make_activation("leaky_relu", alpha=0.2)
+    assert act(torch.tensor([-1.0])).item() == pytest.approx(-0.2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"activation": "swish"}, "unknown activation 'swish'; allowed: leaky_relu, relu, sigmoid, tanh"),
+        ({"loss": "kl"}, "unknown loss 'kl'; allowed: cross_entropy, hinge, mse"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; allowed: adam, adamw, momentum, rmsprop, sgd"),
+        ({"dropout": 1.0}, "dropout=1.0 is outside the allowed range [0, 1)"),
+        ({"dropout": -0.1}, "dropout=-0.1 is outside the allowed range [0, 1)"),
+        ({"lr": 0.0}, "lr=0.0 must be > 0"),
+        ({"lr": -1.0}, "lr=-1.0 must be > 0"),
+        ({"hidden_sizes": []}, "hidden_sizes=[] must be a non-empty list"),
+        ({"hidden_sizes": [8, 0]}, "has non-positive sizes [0]"),
+        ({"leaky_relu_alpha": -0.5}, "leaky_relu_alpha=-0.5 must be >= 0"),
+        ({"task": "regression", "loss": "hinge"}, "loss 'hinge' does not fit task 'regression'"),
+        ({"scheduler": "warmup"}, "unknown scheduler 'warmup'"),
+    ],
+)
+def test_bad_arguments_raise_a_value_error_naming_the_value(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        LitFNN(input_dim=4, num_classes=3, **kwargs)
+    assert isinstance(info.value, ConfigError)
+    assert message in str(info.value)
+
+
+def test_binary_cross_entropy_is_bce_with_logits_on_one_logit():
+    logits, y = torch.tensor([[2.0], [-1.0]]), torch.tensor([1, 0])
+    loss = make_loss("cross_entropy", "classification", 2)(logits, y)
+    expected = nn.BCEWithLogitsLoss()(logits.squeeze(-1), y.float())
+    torch.testing.assert_close(loss, expected)
+
+
+def test_binary_hinge_maps_labels_to_plus_minus_one():
+    logits, y = torch.tensor([[2.0], [0.5], [-0.25]]), torch.tensor([1, 0, 0])
+    loss = make_loss("hinge", "classification", 2)(logits, y)
+    # margins: 1-2 -> 0; 1+0.5 -> 1.5; 1-0.25 -> 0.75
+    assert loss.item() == pytest.approx((0 + 1.5 + 0.75) / 3)
+
+
+def test_multiclass_mse_compares_softmax_with_one_hot():
+    logits, y = torch.tensor([[10.0, -10.0, -10.0]]), torch.tensor([0])
+    assert make_loss("mse", "classification", 3)(logits, y).item() < 1e-6
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_every_activation_and_loss_trains_one_step(activation, loss, num_classes):
+    _train_one_step(LitFNN(input_dim=4, num_classes=num_classes, activation=activation, loss=loss))
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_every_optimizer_trains_one_step(optimizer):
+    _train_one_step(LitFNN(input_dim=4, num_classes=3, optimizer=optimizer, lr=0.1))
+
+
+def _train_one_step(model: LitFNN) -> None:
+    x, y = torch.randn(16, 4), torch.randint(0, model.hparams.num_classes, (16,))
+    optimizer = model.configure_optimizers()
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = model.training_step((x, y), 0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    optimizer.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_momentum_is_sgd_with_momentum_and_sgd_has_none():
+    net = FNN(2, [3], 1)
+    assert make_optimizer("momentum", net, 0.1, momentum=0.8).defaults["momentum"] == 0.8
+    assert make_optimizer("sgd", net, 0.1, momentum=0.8).defaults["momentum"] == 0
+
+
+def test_weight_decay_applies_to_weights_not_biases():
+    groups = parameter_groups(FNN(2, [3], 1), weight_decay=0.1)
+    assert all(p.ndim == 2 for p in groups[0]["params"]) and groups[0]["weight_decay"] == 0.1
+    assert all(p.ndim == 1 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0.0
+
+
+def _fit_weight_norm(**kwargs) -> tuple[float, float]:
+    from lit_basics.data import MoonsDataModule
+
+    L.seed_everything(0)
+    model = LitFNN(input_dim=2, num_classes=2, hidden_sizes=[32], lr=0.01, **kwargs)
+    trainer = L.Trainer(max_epochs=15, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(model, MoonsDataModule(n_samples=300))
+    weights = torch.cat([w.detach().flatten() for w in model.net.weights()])
+    return float(weights.norm()), float((weights.abs() < 1e-3).float().mean())
+
+
+def test_larger_weight_decay_gives_smaller_weights_and_l1_gives_sparsity():
+    plain_norm, plain_zeros = _fit_weight_norm()
+    l2_norm, _ = _fit_weight_norm(weight_decay=0.5)
+    l1_norm, l1_zeros = _fit_weight_norm(l1=0.01)
+    assert l2_norm < 0.8 * plain_norm
+    assert l1_norm < plain_norm
+    assert l1_zeros > plain_zeros + 0.1
+
+
+def test_regression_head_has_one_output_and_mse():
+    model = LitFNN(input_dim=3, num_classes=0, task="regression", loss="mse")
+    assert model.net(torch.zeros(2, 3)).shape == (2, 1)
+    _train_one_step_regression(model)
+
+
+def _train_one_step_regression(model: LitFNN) -> None:
+    loss = model.training_step((torch.randn(8, 3), torch.randn(8)), 0)
+    assert torch.isfinite(loss)
