@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from lit_basics.engine import TensorBatchLoader
 from lit_basics.errors import ConfigError
 from lit_basics.models import ACTIVATIONS, FNN, LOSSES, OPTIMIZERS, LitFNN, make_activation
 from lit_basics.models.losses import make_loss
@@ -87,14 +88,17 @@ def test_every_optimizer_trains_one_step(optimizer):
     _train_one_step(LitFNN(input_dim=4, num_classes=3, optimizer=optimizer, lr=0.1))
 
 
-def _train_one_step(model: LitFNN) -> None:
-    x, y = torch.randn(16, 4), torch.randint(0, model.hparams.num_classes, (16,))
-    optimizer = model.configure_optimizers()
+def _train_one_step(model: LitFNN, regression: bool = False) -> None:
+    """One real Lightning training step (manual optimization needs a Trainer); parameters must move."""
+    x = torch.randn(16, model.hparams.input_dim)
+    y = torch.randn(16) if regression else torch.randint(0, model.hparams.num_classes, (16,))
+    loader = TensorBatchLoader((x, y), batch_size=8, batches_per_step=2)
     before = [p.detach().clone() for p in model.parameters()]
-    loss = model.training_step((x, y), 0)
-    assert torch.isfinite(loss)
-    loss.backward()
-    optimizer.step()
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=loader, val_dataloaders=TensorBatchLoader((x, y), batch_size=16))
+    assert trainer.global_step == 2  # one optimizer step per minibatch of the chunk
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
@@ -134,9 +138,4 @@ def test_larger_weight_decay_gives_smaller_weights_and_l1_gives_sparsity():
 def test_regression_head_has_one_output_and_mse():
     model = LitFNN(input_dim=3, num_classes=0, task="regression", loss="mse")
     assert model.net(torch.zeros(2, 3)).shape == (2, 1)
-    _train_one_step_regression(model)
-
-
-def _train_one_step_regression(model: LitFNN) -> None:
-    loss = model.training_step((torch.randn(8, 3), torch.randn(8)), 0)
-    assert torch.isfinite(loss)
+    _train_one_step(model, regression=True)

@@ -22,6 +22,8 @@ TRAINER_DEFAULTS = CONFIG_DIR / "trainer" / "default.yaml"
 # Noise that says nothing about the run: an advert printed at every fit, and a deprecation inside
 # Lightning's own pytree code.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+# Predictions are written in loader order, so the batch indices Lightning cannot infer are not needed.
+warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
 for _handler in logging.getLogger("lightning.pytorch").handlers:
     _handler.addFilter(lambda record: "litlogger" not in record.getMessage())
 
@@ -84,7 +86,7 @@ class LitBasicsCLI(LightningCLI):
         fit_seconds = time.perf_counter() - self._fit_start
         checkpoint = self.trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_path", "") or None
-        fit_metrics = _floats(self.trainer.callback_metrics)
+        fit_metrics = {**_floats(self.trainer.callback_metrics), **self.model.best}
         if self.trainer.interrupted:
             self.metrics = {**fit_metrics, "interrupted": True}
             return

@@ -15,6 +15,10 @@ class TensorBatchLoader:
     (seed, epoch) and a resumed run sees the same batches as an uninterrupted one. With
     `world_size > 1` (DDP) each rank takes every `world_size`-th index of the same permutation, padded
     so all ranks run the same number of steps, as torch's DistributedSampler does.
+
+    With `batches_per_step > 1` each item is a chunk `(x, y, batch_size)` of that many consecutive
+    minibatches of the same permutation; LitFNN splits it and takes one optimizer step per
+    minibatch, so results are identical while Lightning's per-step overhead is paid once per chunk.
     """
 
     def __init__(
@@ -26,9 +30,12 @@ class TensorBatchLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        batches_per_step: int = 1,
     ) -> None:
         if batch_size <= 0:
             raise ConfigError(f"batch_size={batch_size} must be >= 1")
+        if batches_per_step <= 0:
+            raise ConfigError(f"batches_per_step={batches_per_step} must be >= 1")
         n = tensors[0].shape[0]
         if any(t.shape[0] != n for t in tensors):
             raise ValueError("all tensors must have the same number of rows")
@@ -39,6 +46,7 @@ class TensorBatchLoader:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.batches_per_step = batches_per_step
         self.epoch = 0
         self.sampler = self  # where Lightning looks for set_epoch
         self.batch_sampler = None
@@ -51,10 +59,15 @@ class TensorBatchLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    @property
+    def num_batches(self) -> int:
+        """Minibatches (optimizer steps) per epoch."""
         if self.drop_last:
             return self.num_rows // self.batch_size
         return math.ceil(self.num_rows / self.batch_size)
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_batches / self.batches_per_step)
 
     def _indices(self) -> torch.Tensor | None:
         n = self.tensors[0].shape[0]
@@ -73,11 +86,13 @@ class TensorBatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self._indices()
         self.epoch += 1
-        stop = len(self) * self.batch_size if self.drop_last else self.num_rows
-        for start in range(0, stop, self.batch_size):
-            end = min(start + self.batch_size, stop)
+        stop = self.num_batches * self.batch_size if self.drop_last else self.num_rows
+        rows = self.batch_size * self.batches_per_step
+        for start in range(0, stop, rows):
+            end = min(start + rows, stop)
             if order is None:
-                yield tuple(t[start:end] for t in self.tensors)
+                batch = tuple(t[start:end] for t in self.tensors)
             else:
                 idx = order[start:end]
-                yield tuple(t[idx] for t in self.tensors)
+                batch = tuple(t[idx] for t in self.tensors)
+            yield batch if self.batches_per_step == 1 else (*batch, self.batch_size)

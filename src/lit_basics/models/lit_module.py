@@ -11,12 +11,15 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import Accuracy, F1Score
 from torchmetrics.regression import MeanSquaredError, R2Score
 
+from lit_basics.engine.runtime import avoid_per_step_nvml_probe
 from lit_basics.errors import ConfigError, check_choice
 from lit_basics.models.fnn import FNN, validate_architecture
 from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
 from lit_basics.models.optimizers import SCHEDULERS, make_optimizer, make_scheduler, validate_optimization
 
 STAGES = ("train", "val", "test")
+
+avoid_per_step_nvml_probe()  # after `import lightning`, which sets the variable it undoes
 
 
 def make_metrics(task: str, num_classes: int) -> MetricCollection:
@@ -47,7 +50,14 @@ class LitFNN(L.LightningModule):
         optimizer: sgd, momentum (SGD with `momentum`), rmsprop, adam or adamw.
         weight_decay: L2 penalty on weight matrices, applied by the optimizer.
         l1: L1 penalty on weight matrices, added to the loss.
-        scheduler: none, step, exponential, cosine or plateau; `scheduler_kwargs` go to its constructor.
+        scheduler: none, step, exponential, cosine or plateau (stepped once per epoch);
+            `scheduler_kwargs` go to its constructor.
+        gradient_clip_val: clip the gradient norm to this value before each step (0: no clipping).
+
+    Optimization is manual: a training step receives one minibatch `(x, y)` or a chunk
+    `(x, y, batch_size)` of consecutive minibatches and takes one optimizer step per minibatch.
+    Lightning's loop (epochs, validation, callbacks, checkpoints, early stopping) is unchanged; its
+    per-step overhead, which outweighs the math of a small network, is paid once per chunk.
     """
 
     def __init__(
@@ -67,12 +77,16 @@ class LitFNN(L.LightningModule):
         l1: float = 0.0,
         scheduler: str = "none",
         scheduler_kwargs: dict[str, Any] | None = None,
+        gradient_clip_val: float = 0.0,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False
         check_choice("task", task, TASKS)
         validate_architecture(hidden_sizes, dropout, leaky_relu_alpha)
         validate_optimization(optimizer, lr, momentum, weight_decay, l1)
         check_choice("scheduler", scheduler, SCHEDULERS)
+        if gradient_clip_val < 0:
+            raise ConfigError(f"gradient_clip_val={gradient_clip_val!r} must be >= 0")
         self.loss_fn = make_loss(loss, task, num_classes)
         self.save_hyperparameters()
         self.hparams["hidden_sizes"] = list(hidden_sizes)
@@ -87,7 +101,9 @@ class LitFNN(L.LightningModule):
         self.val_metrics = make_metrics(task, num_classes).clone(prefix="val/")
         self.test_metrics = make_metrics(task, num_classes).clone(prefix="test/")
         self._sums: dict[str, torch.Tensor] = {}
-        self._best = {"hp/best_val_loss": math.inf, "hp/best_val_acc": 0.0}
+        self._train_record: dict[str, list] = {"loss": [], "correct": [], "n": []}  # per minibatch
+        self._direct_steps: bool | None = None  # decided at the first step, see training_step
+        self.best = {"hp/best_val_loss": math.inf, "hp/best_val_acc": 0.0}
 
     @property
     def is_classifier(self) -> bool:
@@ -102,16 +118,8 @@ class LitFNN(L.LightningModule):
     # Sums of loss, correct predictions and sample counts stay on the device during an epoch and are
     # read once at its end: no host sync per step, which dominates the time of small networks.
     def _accumulate(self, stage: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        if self.is_classifier:
-            correct = (predict(logits, "classification", self.hparams.num_classes) == y).sum()
-        else:
-            correct = loss.new_zeros(())
-        n = y.shape[0]
-        step = torch.stack([loss.detach() * n, correct.to(loss.dtype), loss.new_tensor(float(n))])
-        if stage in self._sums:
-            self._sums[stage] += step
-        else:
-            self._sums[stage] = step
+        step = self._step_sums(loss, logits, y)
+        self._sums[stage] = self._sums[stage] + step if stage in self._sums else step
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch  # (batch, features), (batch,)
@@ -129,11 +137,50 @@ class LitFNN(L.LightningModule):
             return logits.squeeze(-1)
         return predict(logits, "classification", self.hparams.num_classes)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._shared_step(batch, "train")
-        if self.hparams.l1 > 0:
-            loss = loss + self.hparams.l1 * self.l1_penalty()
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]  # (rows, features), (rows,)
+        size = int(batch[2]) if len(batch) > 2 else len(y)
+        if self._direct_steps is None:
+            self._direct_steps = _plain_fp32_single_device(self.trainer)
+        optimizer = self.optimizers(use_pl_optimizer=not self._direct_steps)
+        steps = 0
+        for start in range(0, len(y), size):
+            loss = self._optimizer_step(optimizer, x[start : start + size], y[start : start + size])
+            steps += 1
+        if self._direct_steps:  # the bookkeeping LightningOptimizer.step would have done: global_step
+            self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(steps)
         return loss
+
+    def _optimizer_step(self, optimizer: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        loss = self.loss_fn(logits, y)
+        objective = loss + self.hparams.l1 * self.l1_penalty() if self.hparams.l1 > 0 else loss
+        optimizer.zero_grad(set_to_none=True)
+        if self._direct_steps:
+            objective.backward()
+        else:
+            self.manual_backward(objective)
+        if self.hparams.gradient_clip_val > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.hparams.gradient_clip_val)
+        optimizer.step()
+        self._record_train_step(loss, logits, y)
+        return loss.detach()
+
+    def _record_train_step(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Keep this minibatch's loss (and correct count) as device tensors; summed at epoch end."""
+        self._train_record["loss"].append(loss.detach())
+        self._train_record["n"].append(y.shape[0])
+        if self.is_classifier:
+            correct = predict(logits.detach(), "classification", self.hparams.num_classes) == y
+            self._train_record["correct"].append(correct.sum())
+
+    def _step_sums(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(loss * n, correct, n) for one evaluation batch."""
+        n = y.shape[0]
+        correct = loss.new_zeros(())
+        if self.is_classifier:
+            correct = (predict(logits, "classification", self.hparams.num_classes) == y).sum().to(loss.dtype)
+        return torch.stack([loss.detach() * n, correct, loss.new_tensor(float(n))])
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
@@ -162,15 +209,33 @@ class LitFNN(L.LightningModule):
         return out
 
     def on_train_epoch_start(self) -> None:
-        self._sums.pop("train", None)
+        for values in self._train_record.values():
+            values.clear()
 
     def on_validation_epoch_start(self) -> None:
         self._sums.pop("val", None)
 
     def on_train_epoch_end(self) -> None:
+        record = self._train_record
+        if record["n"]:
+            sizes = torch.tensor(record["n"], dtype=record["loss"][0].dtype, device=record["loss"][0].device)
+            correct = torch.stack(record["correct"]).sum() if record["correct"] else sizes.new_zeros(())
+            self._sums["train"] = torch.stack([torch.stack(record["loss"]) @ sizes, correct, sizes.sum()])
         self.log_dict(self._epoch_means("train"), on_epoch=True, sync_dist=True)
         if self.hparams.l1 > 0:
             self.log("train/l1_penalty", self.l1_penalty().detach(), on_epoch=True)
+        self._step_scheduler()
+
+    def _step_scheduler(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is None:
+            return
+        if self.hparams.scheduler == "plateau":
+            val_loss = self.trainer.callback_metrics.get("val/loss")
+            if val_loss is not None:
+                scheduler.step(val_loss)
+            return
+        scheduler.step()
 
     def on_validation_epoch_end(self) -> None:
         values = {**self._epoch_means("val"), **self.val_metrics.compute()}
@@ -185,10 +250,14 @@ class LitFNN(L.LightningModule):
         self.log_dict(values, on_epoch=True, sync_dist=True)
 
     def _log_best(self, values: dict[str, torch.Tensor]) -> None:
-        self._best["hp/best_val_loss"] = min(self._best["hp/best_val_loss"], float(values["val/loss"]))
+        """Track the best validation values; they reach TensorBoard's HPARAMS tab at the end of fit."""
+        self.best["hp/best_val_loss"] = min(self.best["hp/best_val_loss"], float(values["val/loss"]))
         if "val/acc" in values:
-            self._best["hp/best_val_acc"] = max(self._best["hp/best_val_acc"], float(values["val/acc"]))
-        self.log_dict(self._best, on_epoch=True)
+            self.best["hp/best_val_acc"] = max(self.best["hp/best_val_acc"], float(values["val/acc"]))
+
+    def on_fit_end(self) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(dict(self.best), step=self.global_step)
 
     def on_fit_start(self) -> None:
         """Record hyperparameters with placeholder metrics so TensorBoard's HPARAMS tab lists the run."""
@@ -197,7 +266,7 @@ class LitFNN(L.LightningModule):
             hparams.update({f"data/{k}": v for k, v in dict(self.trainer.datamodule.hparams).items()})
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(hparams, dict(self._best))
+                logger.log_hyperparams(hparams, dict(self.best))
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
@@ -210,6 +279,25 @@ class LitFNN(L.LightningModule):
         if hp.scheduler == "plateau":
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def _plain_fp32_single_device(trainer: L.Trainer) -> bool:
+    """Whether torch's backward and optimizer step can be called directly.
+
+    LightningOptimizer.step and manual_backward add ~50 us a step for precision plugins, strategies
+    and hooks; with 32-bit precision on one device they have nothing to do, and for a small network
+    that is as much time as the math. Mixed precision and DDP keep Lightning's wrappers.
+    """
+    from lightning.pytorch.plugins.precision import Precision
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    strategy = trainer.strategy
+    progress = getattr(trainer.fit_loop.epoch_loop, "manual_optimization", None)
+    return (
+        type(strategy.precision_plugin) is Precision
+        and isinstance(strategy, SingleDeviceStrategy)
+        and hasattr(progress, "optim_step_progress")
+    )
 
 
 def load_model(checkpoint_path: str) -> LitFNN:

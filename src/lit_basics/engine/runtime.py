@@ -1,0 +1,27 @@
+"""Process-level settings that decide the speed of small networks."""
+
+import os
+
+import torch
+
+
+def avoid_per_step_nvml_probe() -> None:
+    """Stop a CUDA build of torch from probing NVML at every Adam step on a machine without a GPU.
+
+    Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 on import (fork safety), which makes every
+    `torch.cuda.is_available()` load libnvidia-ml again; Adam's step calls it each time. On a
+    2-core CPU that was ~0.3 ms a step, more than the math of a small MLP. Where NVML finds no GPU
+    there is no CUDA context a fork could poison, so the cached runtime check is safe.
+    """
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_count() == 0:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
+
+
+def set_torch_threads(threads: int) -> None:
+    """Use `threads` intra-op threads (0 keeps torch's default); 1 is fastest for tiny MLPs on a CPU."""
+    if threads < 0:
+        from lit_basics.errors import ConfigError
+
+        raise ConfigError(f"torch_threads={threads} must be >= 0 (0 keeps torch's default)")
+    if threads > 0:
+        torch.set_num_threads(threads)

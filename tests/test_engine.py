@@ -1,0 +1,63 @@
+"""The fast path changes speed, not results: chunked steps and direct optimizer calls."""
+
+import lightning as L
+import pytest
+import torch
+
+from lit_basics.data import DigitsDataModule, MoonsDataModule
+from lit_basics.models import LitFNN
+from lit_basics.models import lit_module
+
+
+def _fit(epochs: int = 3, batches_per_step: int = 1, drop_last: bool = False, **model_kwargs):
+    L.seed_everything(7, verbose=False)
+    dm = DigitsDataModule(batch_size=50, batches_per_step=batches_per_step, drop_last=drop_last)
+    model = LitFNN(input_dim=64, num_classes=10, hidden_sizes=[32], **model_kwargs)
+    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(model, dm)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return model, trainer, metrics
+
+
+def _assert_same_run(a, b):
+    (model_a, _, metrics_a), (model_b, _, metrics_b) = a, b
+    for p, q in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert metrics_a == metrics_b
+
+
+@pytest.mark.parametrize("batches_per_step", [0, 4])
+def test_chunked_steps_give_identical_results(batches_per_step):
+    _assert_same_run(_fit(batches_per_step=1), _fit(batches_per_step=batches_per_step))
+
+
+def test_direct_optimizer_calls_match_lightning_wrappers(monkeypatch):
+    direct = _fit(batches_per_step=0, optimizer="momentum", lr=0.05)
+    monkeypatch.setattr(lit_module, "_plain_fp32_single_device", lambda trainer: False)
+    wrapped = _fit(batches_per_step=0, optimizer="momentum", lr=0.05)
+    assert direct[0]._direct_steps is True and wrapped[0]._direct_steps is False
+    _assert_same_run(direct, wrapped)
+
+
+@pytest.mark.parametrize(("drop_last", "steps_per_epoch"), [(False, 22), (True, 21)])
+def test_global_step_counts_every_minibatch(drop_last, steps_per_epoch):
+    # digits: 1077 training rows / 50 = 21.54 -> 22 minibatches, 21 with drop_last
+    _, trainer, metrics = _fit(epochs=2, batches_per_step=0, drop_last=drop_last)
+    assert trainer.global_step == 2 * steps_per_epoch
+
+
+def test_scheduler_steps_once_per_epoch():
+    model, _, _ = _fit(epochs=3, scheduler="step", scheduler_kwargs={"step_size": 1, "gamma": 0.5}, lr=0.01)
+    assert model.optimizers().param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**3)
+
+
+def test_gradient_clipping_bounds_the_update():
+    L.seed_everything(0, verbose=False)
+    clipped = LitFNN(input_dim=2, num_classes=2, hidden_sizes=[8], optimizer="sgd", lr=1.0, gradient_clip_val=1e-3)
+    before = [p.detach().clone() for p in clipped.parameters()]
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(clipped, MoonsDataModule(n_samples=100, batches_per_step=1))
+    step = torch.cat([(p.detach() - b).flatten() for p, b in zip(clipped.parameters(), before, strict=True)])
+    assert 0 < float(step.norm()) <= 1e-3 + 1e-6
