@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from lit_basics.data import DigitsDataModule, MoonsDataModule
-from lit_basics.models import LitFNN
-from lit_basics.models import lit_module
+from lit_basics.models import LitFNN, lit_module
 
 
 def _fit(epochs: int = 3, batches_per_step: int = 1, drop_last: bool = False, **model_kwargs):
