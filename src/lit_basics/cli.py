@@ -13,6 +13,7 @@ import torch
 from lightning import LightningDataModule
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
+from lit_basics.engine.runtime import set_torch_threads
 from lit_basics.errors import ConfigError
 from lit_basics.models import LitFNN
 
@@ -24,6 +25,8 @@ TRAINER_DEFAULTS = CONFIG_DIR / "trainer" / "default.yaml"
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 # Predictions are written in loader order, so the batch indices Lightning cannot infer are not needed.
 warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+# compare.py and tune.py run this CLI in-process with their own argv: intended, not a mistake.
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 for _handler in logging.getLogger("lightning.pytorch").handlers:
     _handler.addFilter(lambda record: "litlogger" not in record.getMessage())
 
@@ -37,18 +40,21 @@ class LitBasicsCLI(LightningCLI):
     checkpoint is tested and a short table of metrics is printed; `self.metrics` keeps them.
     """
 
-    def __init__(self, args: ArgsType = None, **kwargs: Any) -> None:
+    def __init__(self, args: ArgsType = None, run: bool = True, exit_on_error: bool = True, **kwargs: Any) -> None:
         self.metrics: dict[str, Any] = {}
         defaults = [str(TRAINER_DEFAULTS)] if TRAINER_DEFAULTS.is_file() else []
-        subcommands = ("fit", "validate", "test", "predict")
+        parser_kwargs = {"default_config_files": defaults, "exit_on_error": exit_on_error}
+        if run:
+            parser_kwargs = {name: parser_kwargs for name in ("fit", "validate", "test", "predict")}
         super().__init__(
             LitFNN,
             LightningDataModule,
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={name: {"default_config_files": defaults} for name in subcommands},
+            parser_kwargs=parser_kwargs,
             args=args,
+            run=run,
             **kwargs,
         )
 
@@ -56,6 +62,9 @@ class LitBasicsCLI(LightningCLI):
         parser.link_arguments("data.num_features", "model.input_dim", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.task", "model.task", apply_on="instantiate")
+        parser.add_argument(
+            "--torch_threads", type=int, default=0, help="intra-op CPU threads; 0 keeps torch's default"
+        )
 
     def before_instantiate_classes(self) -> None:
         """Name the TensorBoard run after the data set when the config leaves the name empty."""
@@ -65,6 +74,7 @@ class LitBasicsCLI(LightningCLI):
         if init_args is not None and "name" in init_args and init_args.name is None:
             data_class = _import(config.data.class_path)
             init_args.name = getattr(data_class, "name", data_class.__name__.lower())
+        set_torch_threads(config.get("torch_threads") or 0)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
 
@@ -98,6 +108,9 @@ class LitBasicsCLI(LightningCLI):
             "fit_seconds": fit_seconds,
             "best_model_path": best,
             "log_dir": self.trainer.log_dir,
+            "history": list(self.model.history),
+            "hparams": dict(self.model.hparams),
+            "data_hparams": dict(getattr(self.datamodule, "hparams", {})),
         }
         if self.trainer.is_global_zero:
             print_metrics_table(self.metrics)

@@ -27,7 +27,9 @@ class ArrayDataModule(L.LightningDataModule):
         batch_size: training batch size.
         val_fraction, test_fraction: shares of all rows held out for validation and test.
         standardize: scale features to zero mean and unit variance, fitted on the training split.
-        seed: seeds the split and the per-epoch shuffling.
+        seed: seeds the split (and the per-epoch shuffling unless `shuffle_seed` is set).
+        shuffle_seed: seeds only the order of training batches, so repeated runs can differ in
+            order while keeping the same split.
         eval_batch_size: batch size for validation, test and predict (larger is faster; no gradients).
         drop_last: drop the last partial training batch of each epoch.
         predict_split: the split `predict` runs on (train, val, test).
@@ -51,6 +53,7 @@ class ArrayDataModule(L.LightningDataModule):
         drop_last: bool = False,
         predict_split: str = "test",
         batches_per_step: int = 0,
+        shuffle_seed: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0 or eval_batch_size <= 0:
@@ -73,6 +76,7 @@ class ArrayDataModule(L.LightningDataModule):
         self.drop_last = drop_last
         self.predict_split = predict_split
         self.batches_per_step = batches_per_step
+        self.shuffle_seed = seed if shuffle_seed is None else shuffle_seed
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: np.ndarray | None = None
         self.scaler: tuple[np.ndarray, np.ndarray] | None = None
@@ -169,7 +173,7 @@ class ArrayDataModule(L.LightningDataModule):
             self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             drop_last=self.drop_last and train,
-            seed=self.seed,
+            seed=self.shuffle_seed,
             rank=rank,
             world_size=world,
             batches_per_step=self._batches_per_step(split) if train else 1,

@@ -1,6 +1,7 @@
 """LitFNN: the LightningModule that owns loss, metrics and optimizer for one FNN."""
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,6 +105,8 @@ class LitFNN(L.LightningModule):
         self._train_record: dict[str, list] = {"loss": [], "correct": [], "n": []}  # per minibatch
         self._direct_steps: bool | None = None  # decided at the first step, see training_step
         self.best = {"hp/best_val_loss": math.inf, "hp/best_val_acc": 0.0}
+        self.history: list[dict[str, float]] = []  # one row of epoch metrics per training epoch
+        self._fit_started = 0.0
 
     @property
     def is_classifier(self) -> bool:
@@ -189,7 +192,8 @@ class LitFNN(L.LightningModule):
         self._shared_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        x, y = batch if isinstance(batch, list | tuple) else (batch, None)
+        batch = tuple(batch) if isinstance(batch, list | tuple) else (batch,)
+        x, y = batch[0], batch[1] if len(batch) > 1 else None
         logits = self(x)
         out = {"prediction": predict(logits, self.hparams.task, self.hparams.num_classes)}
         if self.is_classifier:
@@ -225,6 +229,13 @@ class LitFNN(L.LightningModule):
         if self.hparams.l1 > 0:
             self.log("train/l1_penalty", self.l1_penalty().detach(), on_epoch=True)
         self._step_scheduler()
+        self._record_history()
+
+    def _record_history(self) -> None:
+        """Epoch metrics with the wall time since fit started (validation has run by now)."""
+        row = {"epoch": float(self.current_epoch), "seconds": time.perf_counter() - self._fit_started}
+        row.update({k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(("train/", "val/"))})
+        self.history.append(row)
 
     def _step_scheduler(self) -> None:
         scheduler = self.lr_schedulers()
@@ -261,6 +272,7 @@ class LitFNN(L.LightningModule):
 
     def on_fit_start(self) -> None:
         """Record hyperparameters with placeholder metrics so TensorBoard's HPARAMS tab lists the run."""
+        self._fit_started = time.perf_counter()
         hparams = dict(self.hparams)
         if self.trainer.datamodule is not None:
             hparams.update({f"data/{k}": v for k, v in dict(self.trainer.datamodule.hparams).items()})

@@ -1,0 +1,49 @@
+"""Command-line entry points of the experiment scripts (scripts/*.py call these)."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import yaml
+
+from lit_basics.errors import ConfigError
+
+
+def _overrides(pairs: Sequence[str]) -> dict:
+    """["trainer.max_epochs=2", "model.lr=0.1"] -> {"trainer.max_epochs": 2, "model.lr": 0.1}."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r} must look like dotted.key=value")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def _fail(err: ConfigError) -> None:
+    print(f"error: {err}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def compare_main(argv: Sequence[str] | None = None):
+    """`compare.py --config FILE [--seeds N] [--set key=value ...]`; returns the report folder."""
+    from lit_basics.experiments.compare import run_comparison
+    from lit_basics.experiments.spec import load_spec
+
+    parser = argparse.ArgumentParser(description="Compare variants of one training set-up over seeds.")
+    parser.add_argument("--config", required=True, help="experiment YAML (configs/experiments/*.yaml)")
+    parser.add_argument("--seeds", type=int, default=None, help="use only the first N seeds")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for every run, e.g. --set trainer.max_epochs=5")
+    parser.add_argument("--logs", default="logs", help="TensorBoard folder (default: logs)")
+    parser.add_argument("--reports", default="reports", help="report folder (default: reports)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_spec(args.config, seeds=args.seeds, extra=_overrides(args.set))
+        out = run_comparison(spec, logs=args.logs, reports=args.reports, progress=not args.no_progress)
+    except ConfigError as err:
+        _fail(err)
+    print((out / "results.md").read_text())
+    print(f"report: {out}/")
+    return out

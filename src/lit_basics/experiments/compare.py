@@ -1,0 +1,43 @@
+"""Compare variants of one training set-up over several seeds: exercises 2, 4 and 5."""
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.progress import Progress
+
+from lit_basics.experiments import plots, report
+from lit_basics.experiments.runs import check_args, fit, result_row
+from lit_basics.experiments.spec import ExperimentSpec
+
+
+def validate(spec: ExperimentSpec) -> None:
+    """Every variant must parse and build before the first run starts."""
+    for variant in spec.variants:
+        check_args(f"variant {variant!r}", spec.run_args(variant))
+
+
+def run_comparison(spec: ExperimentSpec, logs: str = "logs", reports: str = "reports", progress: bool = True) -> Path:
+    """Fit every variant x seed, then write results.csv, history.csv, results.md and figures."""
+    validate(spec)
+    rows: list[dict[str, Any]] = []
+    histories: list[dict[str, Any]] = []
+    total = len(spec.variants) * len(spec.seeds)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{spec.name}: variants x seeds", total=total)
+        for variant in spec.variants:
+            for seed in spec.seeds:
+                metrics = fit(spec.run_args(variant), logs, f"{spec.name}/{variant}", f"seed_{seed}", seed)
+                rows.append({"variant": variant, "seed": seed, **result_row(metrics, spec.target_accuracy)})
+                histories += [{"variant": variant, "seed": seed, **h} for h in metrics["history"]]
+                bar.advance(task)
+    out = Path(reports) / spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    results = pd.DataFrame(rows)
+    history = pd.DataFrame(histories)
+    results.to_csv(out / "results.csv", index=False)
+    history.to_csv(out / "history.csv", index=False)
+    figures = plots.comparison_figures(spec, results, history, out)
+    (out / "results.md").write_text(report.comparison_markdown(spec, results, figures))
+    plots.to_tensorboard(figures, Path(logs) / spec.name / "figures")
+    return out
