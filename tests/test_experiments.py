@@ -23,7 +23,10 @@ def _spec(tmp_path: Path, variants: str, plots: str = "[curves, boundaries, gap,
     return path
 
 
-TWO_VARIANTS = "  relu: {model.activation: relu}\n  tanh_wide: {model.activation: tanh, model.hidden_sizes: [16, 16, 16]}\n"
+TWO_VARIANTS = (
+    "  relu: {model.activation: relu}\n"
+    "  tanh_wide: {model.activation: tanh, model.hidden_sizes: [16, 16, 16]}\n"
+)
 
 
 def test_tiny_comparison_writes_tables_figures_and_runs(workdir, capsys):
@@ -62,7 +65,10 @@ def test_rerun_replaces_old_runs_instead_of_stacking_them(workdir):
 @pytest.mark.parametrize(
     ("variants", "message"),
     [
-        ("  ok: {model.activation: relu}\n  typo: {model.activaton: relu}\n", "variant 'typo': unrecognized arguments: --model.activaton"),
+        (
+            "  ok: {model.activation: relu}\n  typo: {model.activaton: relu}\n",
+            "variant 'typo': unrecognized arguments: --model.activaton",
+        ),
         ("  bad: {model.activation: swish}\n", "variant 'bad': unknown activation 'swish'"),
         ("  bad: {model.dropout: 2}\n", "variant 'bad': dropout=2.0 is outside the allowed range"),
     ],

@@ -53,7 +53,8 @@ def load_spec(path: str | Path, seeds: int | None = None, extra: dict[str, Any] 
         raise ConfigError(f"experiment config {str(path)!r} must be a mapping with keys {sorted(SPEC_KEYS)}")
     unknown = set(raw) - SPEC_KEYS
     if unknown:
-        raise ConfigError(f"experiment config has unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(SPEC_KEYS))}")
+        allowed = ", ".join(sorted(SPEC_KEYS))
+        raise ConfigError(f"experiment config has unknown keys {sorted(unknown)}; allowed: {allowed}")
     for key in ("name", "base", "variants"):
         if key not in raw:
             raise ConfigError(f"experiment config {str(path)!r} needs the key {key!r}")
