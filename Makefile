@@ -33,3 +33,8 @@ tensorboard: install
 
 clean:
 	rm -rf logs reports lightning_logs
+
+report: install
+	$(PY) scripts/compare.py --config configs/experiments/activations.yaml --readme README.md
+	$(PY) scripts/compare.py --config configs/experiments/optimizers.yaml --readme README.md
+	$(PY) scripts/compare.py --config configs/experiments/regularization.yaml --readme README.md

@@ -30,7 +30,9 @@ TWO_VARIANTS = (
 
 
 def test_tiny_comparison_writes_tables_figures_and_runs(workdir, capsys):
-    out = compare_main(["--config", str(_spec(workdir, TWO_VARIANTS)), "--no-progress"])
+    readme = workdir / "README.md"
+    readme.write_text("# Project\n\n<!-- results:tiny:start -->\nold\n<!-- results:tiny:end -->\n\n## After\n")
+    out = compare_main(["--config", str(_spec(workdir, TWO_VARIANTS)), "--no-progress", "--readme", str(readme)])
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 4 and set(results["variant"]) == {"relu", "tanh_wide"}
     expected = {"variant", "seed", "hidden_sizes", "activation", "optimizer", "lr", "batch_size", "best_val_acc",
@@ -53,6 +55,9 @@ def test_tiny_comparison_writes_tables_figures_and_runs(workdir, capsys):
             assert list(run.glob("events.out.tfevents.*")) and (run / "checkpoints" / "best.ckpt").is_file()
     assert list(Path("logs/tiny/figures").glob("events.out.tfevents.*"))
     assert "report: reports/tiny/" in capsys.readouterr().out
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("## After\n") and "### tiny" in text
+    assert "![curves](docs/tiny_curves.png)" in text and (workdir / "docs" / "tiny_curves.png").is_file()
 
 
 def test_rerun_replaces_old_runs_instead_of_stacking_them(workdir):

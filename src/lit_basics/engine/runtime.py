@@ -1,6 +1,9 @@
 """Process-level settings that decide the speed of small networks."""
 
+import contextlib
 import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -25,3 +28,17 @@ def set_torch_threads(threads: int) -> None:
         raise ConfigError(f"torch_threads={threads} must be >= 0 (0 keeps torch's default)")
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+def machine_description() -> str:
+    """CPU model and cores, torch version and threads, and the GPU when there is one."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    text = f"{cpu} ({os.cpu_count()} cores), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text

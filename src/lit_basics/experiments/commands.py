@@ -3,6 +3,7 @@
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 
@@ -28,6 +29,7 @@ def _fail(err: ConfigError) -> None:
 def compare_main(argv: Sequence[str] | None = None):
     """`compare.py --config FILE [--seeds N] [--set key=value ...]`; returns the report folder."""
     from lit_basics.experiments.compare import run_comparison
+    from lit_basics.experiments.report import update_readme_section
     from lit_basics.experiments.spec import load_spec
 
     parser = argparse.ArgumentParser(description="Compare variants of one training set-up over seeds.")
@@ -38,12 +40,17 @@ def compare_main(argv: Sequence[str] | None = None):
     parser.add_argument("--logs", default="logs", help="TensorBoard folder (default: logs)")
     parser.add_argument("--reports", default="reports", help="report folder (default: reports)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--readme", default=None, help="also refresh this README's section for the experiment")
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.config, seeds=args.seeds, extra=_overrides(args.set))
         out = run_comparison(spec, logs=args.logs, reports=args.reports, progress=not args.no_progress)
     except ConfigError as err:
         _fail(err)
-    print((out / "results.md").read_text())
+    markdown = (out / "results.md").read_text()
+    if args.readme:
+        readme = Path(args.readme)
+        update_readme_section(readme, spec.name, markdown, out, readme.parent / "docs")
+    print(markdown)
     print(f"report: {out}/")
     return out

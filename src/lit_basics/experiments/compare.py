@@ -1,11 +1,13 @@
 """Compare variants of one training set-up over several seeds: exercises 2, 4 and 5."""
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from rich.progress import Progress
 
+from lit_basics.engine.runtime import machine_description
 from lit_basics.experiments import plots, report
 from lit_basics.experiments.runs import check_args, fit, result_row
 from lit_basics.experiments.spec import ExperimentSpec
@@ -20,6 +22,7 @@ def validate(spec: ExperimentSpec) -> None:
 def run_comparison(spec: ExperimentSpec, logs: str = "logs", reports: str = "reports", progress: bool = True) -> Path:
     """Fit every variant x seed, then write results.csv, history.csv, results.md and figures."""
     validate(spec)
+    started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     histories: list[dict[str, Any]] = []
     total = len(spec.variants) * len(spec.seeds)
@@ -38,6 +41,7 @@ def run_comparison(spec: ExperimentSpec, logs: str = "logs", reports: str = "rep
     results.to_csv(out / "results.csv", index=False)
     history.to_csv(out / "history.csv", index=False)
     figures = plots.comparison_figures(spec, results, history, out)
-    (out / "results.md").write_text(report.comparison_markdown(spec, results, figures))
+    footer = f"{total} runs in {time.perf_counter() - started:.0f} s on {machine_description()}."
+    (out / "results.md").write_text(report.comparison_markdown(spec, results, figures, footer))
     plots.to_tensorboard(figures, Path(logs) / spec.name / "figures")
     return out

@@ -90,7 +90,7 @@ def spread_sentences(summary: pd.DataFrame, results: pd.DataFrame) -> list[str]:
     return sentences
 
 
-def comparison_markdown(spec: ExperimentSpec, results: pd.DataFrame, figures: list[Path]) -> str:
+def comparison_markdown(spec: ExperimentSpec, results: pd.DataFrame, figures: list[Path], footer: str = "") -> str:
     summary = summarize(results)
     lines = [f"# {spec.name}", ""]
     if spec.description:
@@ -108,4 +108,30 @@ def comparison_markdown(spec: ExperimentSpec, results: pd.DataFrame, figures: li
         lines += [f"Time to target: seconds of training until validation accuracy first reached "
                   f"{spec.target_accuracy:.0%} (- when a run never did).", ""]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
+    if footer:
+        lines += ["", footer]
     return "\n".join(lines) + "\n"
+
+
+def update_readme_section(readme: Path, name: str, markdown: str, figures_from: Path, docs: Path) -> None:
+    """Put `markdown` between the README's markers for `name`, its figures copied into docs/."""
+    import re
+    import shutil
+
+    docs.mkdir(parents=True, exist_ok=True)
+
+    def relink(match: re.Match) -> str:
+        stem, file = match.group(1), match.group(2)
+        shutil.copyfile(figures_from / file, docs / f"{name}_{file}")
+        return f"![{stem}]({docs.name}/{name}_{file})"
+
+    body = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", relink, markdown)
+    body = re.sub(r"^# ", "### ", body, flags=re.MULTILINE)
+    start, end = f"<!-- results:{name}:start -->", f"<!-- results:{name}:end -->"
+    text = readme.read_text()
+    section = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    readme.write_text(text)
