@@ -54,6 +54,8 @@ class ArrayDataModule(L.LightningDataModule):
         predict_split: str = "test",
         batches_per_step: int = 0,
         shuffle_seed: int | None = None,
+        folds: int = 0,
+        fold: int = 0,
     ) -> None:
         super().__init__()
         if batch_size <= 0 or eval_batch_size <= 0:
@@ -77,6 +79,11 @@ class ArrayDataModule(L.LightningDataModule):
         self.predict_split = predict_split
         self.batches_per_step = batches_per_step
         self.shuffle_seed = seed if shuffle_seed is None else shuffle_seed
+        if folds == 1 or folds < 0:
+            raise ConfigError(f"folds={folds} must be 0 (no cross-validation) or >= 2")
+        if folds and not -1 <= fold < folds:
+            raise ConfigError(f"fold={fold} must be in -1..{folds - 1} for folds={folds}")
+        self.folds, self.fold = folds, fold
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: np.ndarray | None = None
         self.scaler: tuple[np.ndarray, np.ndarray] | None = None
@@ -92,9 +99,36 @@ class ArrayDataModule(L.LightningDataModule):
         return self.make_splits(*self.arrays)
 
     def make_splits(self, x: np.ndarray, y: np.ndarray) -> dict[str, Arrays]:
-        """Seeded train/val/test split, stratified by class for classification."""
+        """Seeded train/val/test split, stratified by class for classification; a fold of it with `folds`."""
         idx = self.split_indices(y)
+        if self.folds:
+            folds = self.fold_indices(y)
+            if self.fold == -1:
+                portion = np.sort(np.concatenate([idx["train"], idx["val"]]))
+                idx = {"train": portion, "val": portion[:0], "test": idx["test"]}
+            else:
+                idx = {"train": folds[self.fold][0], "val": folds[self.fold][1], "test": idx["test"]}
         return {split: (x[rows], y[rows]) for split, rows in idx.items()}
+
+    def fold_indices(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(train rows, val rows) of each fold over the training portion; test rows never appear."""
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        idx = self.split_indices(y)
+        portion = np.sort(np.concatenate([idx["train"], idx["val"]]))
+        if self.task == "classification":
+            smallest = int(np.bincount(y[portion]).min())
+            if self.folds > smallest:
+                raise ConfigError(
+                    f"folds={self.folds} is larger than the smallest class of the training portion "
+                    f"({smallest} rows); use folds <= {smallest}"
+                )
+            splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
+        else:
+            if self.folds > len(portion):
+                raise ConfigError(f"folds={self.folds} is larger than the training portion ({len(portion)} rows)")
+            splitter = KFold(self.folds, shuffle=True, random_state=self.seed)
+        return [(portion[tr], portion[va]) for tr, va in splitter.split(portion, y[portion])]
 
     # --- shared machinery ---------------------------------------------------------------------
     def split_indices(self, y: np.ndarray) -> dict[str, np.ndarray]:

@@ -53,6 +53,8 @@ class MNISTDataModule(ArrayDataModule):
         self._dataset(train=False)
 
     def load_splits(self) -> dict[str, Arrays]:
+        if self.folds:
+            raise ConfigError("mnist: k-fold cross-validation is not supported (60000 images: use the val split)")
         x, y = _flatten(self._dataset(train=True))
         try:
             train, val = train_test_split(

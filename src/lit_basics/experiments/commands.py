@@ -54,3 +54,36 @@ def compare_main(argv: Sequence[str] | None = None):
     print(markdown)
     print(f"report: {out}/")
     return out
+
+
+def tune_main(argv: Sequence[str] | None = None):
+    """`tune.py --config FILE [--sampler S] [--n-trials N] [--folds K] [--resume] [--storage URL]`."""
+    from lit_basics.experiments.search_space import load_search
+    from lit_basics.experiments.tune import run_search
+
+    parser = argparse.ArgumentParser(description="k-fold cross-validation search over FNN hyperparameters.")
+    parser.add_argument("--config", required=True, help="search YAML (configs/experiments/tune_*.yaml)")
+    parser.add_argument("--sampler", default=None, help="grid, random or tpe (default: the file's)")
+    parser.add_argument("--n-trials", type=int, default=None, help="trials for random/tpe (default: the file's)")
+    parser.add_argument("--folds", type=int, default=None, help="k of k-fold (default: the file's, else 5)")
+    parser.add_argument("--resume", action="store_true", help="continue the stored study instead of replacing it")
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage URL (default: sqlite:///reports/<name>/study.db); "
+                             "e.g. postgresql://user@host/db for workers on several machines")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for every fit, e.g. --set trainer.max_epochs=5")
+    parser.add_argument("--no-refit", action="store_true", help="skip retraining the best configuration")
+    parser.add_argument("--logs", default="logs")
+    parser.add_argument("--reports", default="reports")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_search(args.config, sampler=args.sampler, n_trials=args.n_trials, folds=args.folds,
+                           extra=_overrides(args.set))
+        out = run_search(spec, reports=args.reports, logs=args.logs, storage=args.storage, resume=args.resume,
+                         refit=not args.no_refit, progress=not args.no_progress)
+    except ConfigError as err:
+        _fail(err)
+    print((out / "summary.md").read_text())
+    print(f"report: {out}/")
+    return out

@@ -32,11 +32,11 @@ def quiet_lightning() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def check_args(label: str, args: list[str]) -> None:
+def check_args(label: str, args: list[str]) -> LitBasicsCLI:
     """Parse and instantiate (without running) to fail before any run on a bad key or value."""
     try:
         with quiet_lightning():
-            LitBasicsCLI(args=[*args, *QUIET], run=False, exit_on_error=False)
+            return LitBasicsCLI(args=[*args, *QUIET], run=False, exit_on_error=False)
     except Exception as err:
         cause = find_config_error(err) or err
         message = " ".join(line.strip() for line in str(cause).splitlines()[:2])

@@ -1,0 +1,84 @@
+"""Fit one configuration on each of k folds: the loop a k-fold search repeats for every trial.
+
+`LightningFolds` runs each fold as a normal Lightning fit on the in-memory fast path, without
+loggers, checkpoints or progress bars. Another engine (many folds as one batched program) can
+take its place: `tune.py` only calls `fit_folds(args, on_fold)`.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import lightning as L
+
+from lit_basics.cli import LitBasicsCLI
+from lit_basics.experiments.runs import QUIET, quiet_lightning
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    score: float  # best validation accuracy of the fold (best validation loss, negated, for regression)
+    val_loss: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+
+
+class FoldRunner(Protocol):
+    def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None]) -> list[FoldResult]: ...
+
+
+def fold_args(folds: int, fold: int, seed: int, patience: int) -> list[str]:
+    """Arguments that turn a training config into fold `fold` of a quiet, checkpoint-free search fit."""
+    early_stopping = (
+        "[{class_path: lightning.pytorch.callbacks.EarlyStopping, "
+        f"init_args: {{monitor: val/loss, mode: min, patience: {patience}}}}}]"
+    )
+    return [
+        f"--data.init_args.folds={folds}",
+        f"--data.init_args.fold={fold}",
+        f"--data.init_args.seed={seed}",
+        "--trainer.logger=false",
+        "--trainer.enable_checkpointing=false",
+        f"--trainer.callbacks={early_stopping}",
+        *QUIET,
+    ]
+
+
+class LightningFolds:
+    """One Lightning fit per fold; the config is parsed once per trial and re-instantiated per fold."""
+
+    def __init__(self, folds: int, seed: int = 0, patience: int = 10) -> None:
+        self.folds, self.seed, self.patience = folds, seed, patience
+
+    def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None]) -> list[FoldResult]:
+        results = []
+        with quiet_lightning():
+            cli = LitBasicsCLI(args=[*args, *fold_args(self.folds, 0, self.seed, self.patience)], run=False)
+            for fold in range(self.folds):
+                if fold > 0:
+                    cli.config.data.init_args.fold = fold
+                    cli.instantiate_classes()
+                L.seed_everything(self.seed + fold, verbose=False)
+                started = time.perf_counter()
+                cli.trainer.fit(cli.model, cli.datamodule)
+                result = fold_result(fold, cli.model, time.perf_counter() - started)
+                results.append(result)
+                on_fold(result)
+        return results
+
+
+def fold_result(fold: int, model, seconds: float) -> FoldResult:
+    history = model.history
+    best_row = min(history, key=lambda row: row.get("val/loss", float("inf"))) if history else {}
+    score = model.best["hp/best_val_acc"] if model.is_classifier else -model.best["hp/best_val_loss"]
+    return FoldResult(
+        fold=fold,
+        score=float(score),
+        val_loss=float(model.best["hp/best_val_loss"]),
+        best_epoch=int(best_row.get("epoch", 0)) + 1,
+        epochs=len(history),
+        seconds=seconds,
+    )

@@ -1,0 +1,129 @@
+"""Tables and the written analysis of a k-fold search."""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from lit_basics.experiments.search_space import SearchSpec
+
+
+def short(name: str) -> str:
+    """model.lr -> lr, data.init_args.batch_size -> batch_size."""
+    return name.rsplit(".", 1)[-1]
+
+
+def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
+    """One row per trial: parameters, per-fold scores, mean, std, fit time, state."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name.lower()}
+        row.update({short(d.name): trial.params.get(d.name) for d in spec.space})
+        row.update({f"fold_{k}": trial.user_attrs.get(f"fold_{k}") for k in range(spec.folds)})
+        folds = [v for k, v in trial.user_attrs.items() if k.startswith("fold_") and v is not None]
+        partial = sum(folds) / len(folds) if folds else None  # a pruned trial's mean over the folds it ran
+        row["mean"] = trial.value if trial.state == TrialState.COMPLETE else partial
+        row["std"] = trial.user_attrs.get("std")
+        row["fit_seconds"] = trial.user_attrs.get("fit_seconds")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 0.01 or abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
+def _table(frame: pd.DataFrame) -> list[str]:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return lines
+
+
+def marginals(trials: pd.DataFrame, spec: SearchSpec) -> dict[str, pd.DataFrame]:
+    """Mean +- std of the CV score of completed trials for each value of each hyperparameter."""
+    complete = trials[trials["state"] == "complete"]
+    out = {}
+    for dim in spec.space:
+        column = short(dim.name)
+        values = complete[column]
+        if dim.choices is None:  # a range: five equal-count bins
+            values = pd.qcut(values, q=min(5, values.nunique()), duplicates="drop")
+        grouped = complete.groupby(values, observed=True)["mean"].agg(["mean", "std", "count"])
+        out[column] = grouped
+    return out
+
+
+def importances(study: optuna.Study) -> dict[str, float] | None:
+    try:
+        return optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def summary_markdown(
+    spec: SearchSpec,
+    study: optuna.Study,
+    trials: pd.DataFrame,
+    test_metrics: dict[str, Any] | None,
+    figures: list[Path],
+) -> str:
+    states = trials["state"].value_counts().to_dict()
+    lines = [f"# {spec.name}", ""]
+    if spec.description:
+        lines += [spec.description.strip(), ""]
+    lines += [
+        f"{spec.folds}-fold stratified cross-validation over the training portion (the test split is held out), "
+        f"sampler `{spec.sampler}`; trials: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ". "
+        "Score: mean fold validation accuracy (for regression, minus the validation loss).",
+        "",
+        "## Top 10 configurations",
+        "",
+    ]
+    params = [short(d.name) for d in spec.space]
+    top = trials[trials["state"] == "complete"].sort_values("mean", ascending=False).head(10)
+    top = top[["trial", *params, "mean", "std", "fit_seconds"]]
+    lines += _table(top) + [""]
+    if test_metrics is not None:
+        best = study.best_trial
+        shown = ", ".join(f"{k} = {v:.4f}" for k, v in test_metrics.items() if k.startswith("test/"))
+        lines += [
+            "## Refit",
+            "",
+            f"The best configuration (trial {best.number}: "
+            + ", ".join(f"{short(k)}={_fmt(v)}" for k, v in best.params.items())
+            + f") trained on the whole training portion for {test_metrics['epochs']} epochs, tested once: {shown}. "
+            "`best.yaml` retrains it with `python scripts/train.py fit --config reports/"
+            f"{spec.name}/best.yaml`.",
+            "",
+        ]
+    lines += ["## How the score moves with each hyperparameter", "",
+              "Mean ± std of the CV score over completed trials that share a value (marginal over the others).", ""]
+    for name, table in marginals(trials, spec).items():
+        cells = [
+            f"{_fmt(v)}: {row['mean']:.4f} ± {0 if math.isnan(row['std']) else row['std']:.4f} (n={int(row['count'])})"
+            for v, row in table.iterrows()
+        ]
+        lines.append(f"- **{name}**: " + "; ".join(cells))
+    lines.append("")
+    ranked = importances(study)
+    if ranked:
+        lines += ["## Which hyperparameters matter most", "",
+                  "Optuna parameter importances (fANOVA: share of the score's variance each explains):", ""]
+        lines += [f"- {short(k)}: {v:.2f}" for k, v in ranked.items()] + [""]
+    if {"depth", "width"} <= set(params):
+        complete = trials[trials["state"] == "complete"]
+        grid = complete.pivot_table(index="depth", columns="width", values="mean", aggfunc="max")
+        depth, width = grid.stack().idxmax()
+        lines += ["## Depth x width", "",
+                  f"Best architecture: {int(depth)} hidden layers of {int(width)} units "
+                  f"(best CV score {grid.loc[depth, width]:.4f}). Best score per cell:", ""]
+        table = grid.reset_index().rename(columns=lambda c: f"width {c}" if c != "depth" else c)
+        lines += _table(table) + [""]
+    lines += [f"![{f.stem}]({f.name})" for f in figures]
+    return "\n".join(lines) + "\n"

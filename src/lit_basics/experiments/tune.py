@@ -1,0 +1,207 @@
+"""k-fold cross-validation search (exercise 6): Optuna study, per-fold pruning, refit, report."""
+
+import contextlib
+import os
+import shutil
+import socket
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+from rich.progress import Progress
+
+from lit_basics.experiments import search_plots, search_report
+from lit_basics.experiments.folds import FoldResult, FoldRunner, LightningFolds, fold_args
+from lit_basics.experiments.runs import check_args, fit
+from lit_basics.experiments.search_space import SearchSpec, grid_size
+
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def validate_search(spec: SearchSpec) -> None:
+    """Each value of each dimension must build, and k must fit the smallest class, before any fit."""
+    first = {d.name: d.choices[0] if d.choices else d.low for d in spec.space}
+    for dim in spec.space:
+        for value in dim.choices or [dim.low, dim.high]:
+            params = {**first, dim.name: value}
+            label = f"search value {dim.name}={value!r}"
+            args = [*spec.run_args(params), *fold_args(spec.folds, 0, spec.seed, spec.patience)]
+            cli = check_args(label, args)
+    datamodule = cli.datamodule
+    if hasattr(datamodule, "fold_indices"):
+        datamodule.fold_indices(datamodule.arrays[1])
+
+
+def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    if spec.sampler == "grid":
+        return optuna.samplers.GridSampler(spec.grid(), seed=spec.seed)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    return optuna.samplers.TPESampler(seed=spec.seed)
+
+
+def open_study(spec: SearchSpec, storage: str, resume: bool) -> optuna.Study:
+    """Create the study (replacing an old one of that name unless resuming) or join it."""
+    if not resume:
+        with contextlib.suppress(KeyError):  # KeyError: no such study yet
+            optuna.delete_study(study_name=spec.name, storage=storage)
+    pruner = optuna.pruners.NopPruner() if spec.sampler == "grid" else optuna.pruners.MedianPruner(n_startup_trials=3)
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=make_sampler(spec),
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+    requeue_dead_trials(study)
+    return study
+
+
+def requeue_dead_trials(study: optuna.Study) -> None:
+    """Queue again what an interrupted run left unfinished, so a resumed search completes it.
+
+    A trial still RUNNING whose process (on this machine) is gone is marked failed; every failed
+    configuration that no finished trial covers is queued again. Trials of live workers, here or on
+    other machines sharing the storage, are left alone.
+    """
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
+        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    covered = [t.params for t in study.get_trials(deepcopy=False, states=(*DONE, TrialState.WAITING))]
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if trial.params and trial.params not in covered:
+            # What study.enqueue_trial does, keeping GridSampler's grid id (its after_trial needs one).
+            grid = {k: v for k, v in trial.system_attrs.items() if k in ("grid_id", "search_space")}
+            study.add_trial(
+                optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={"fixed_params": trial.params, **grid})
+            )
+            covered.append(trial.params)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def objective_for(spec: SearchSpec, runner: FoldRunner):
+    prune = spec.sampler != "grid"
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", WORKER)
+        params = {dim.name: dim.suggest(trial) for dim in spec.space}
+        scores: list[float] = []
+
+        def on_fold(result: FoldResult) -> None:
+            scores.append(result.score)
+            trial.set_user_attr(f"fold_{result.fold}", result.score)
+            trial.set_user_attr(f"best_epoch_{result.fold}", result.best_epoch)
+            if prune:
+                trial.report(statistics.fmean(scores), result.fold)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        started = time.perf_counter()
+        try:
+            runner.fit_folds(spec.run_args(params), on_fold)
+        finally:
+            trial.set_user_attr("fit_seconds", time.perf_counter() - started)
+            trial.set_user_attr("std", statistics.pstdev(scores) if len(scores) > 1 else 0.0)
+        return statistics.fmean(scores)
+
+    return objective
+
+
+def count_done(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=DONE))
+
+
+def optimize_until_done(study: optuna.Study, objective, total: int, callbacks: list) -> None:
+    """Run trials until `total` are complete or pruned, counting those of every worker on the storage.
+
+    Optuna's GridSampler stops a study once every grid point was started, also when queued trials
+    (re-runs of interrupted ones) remain; so this loops, and stops early only when a round adds nothing.
+    """
+    stop = optuna.study.MaxTrialsCallback(total, states=DONE)
+    while (done := count_done(study)) < total:
+        study.optimize(objective, n_trials=total - done, callbacks=[stop, *callbacks], catch=())
+        if count_done(study) == done:
+            return
+
+
+def target_trials(spec: SearchSpec) -> int:
+    return grid_size(spec) if spec.sampler == "grid" else int(spec.n_trials)
+
+
+def run_search(
+    spec: SearchSpec,
+    reports: str = "reports",
+    logs: str = "logs",
+    storage: str | None = None,
+    resume: bool = False,
+    refit: bool = True,
+    progress: bool = True,
+    runner: FoldRunner | None = None,
+) -> Path:
+    """Run (or continue) the search, then write trials.csv, summary.md, figures, best.yaml."""
+    validate_search(spec)
+    out = Path(reports) / spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    study = open_study(spec, storage, resume)
+    runner = runner or LightningFolds(spec.folds, spec.seed, spec.patience)
+    total = target_trials(spec)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{spec.name}: trials x {spec.folds} folds", total=total, completed=count_done(study))
+        show = lambda s, t: bar.update(task, completed=count_done(s))  # noqa: E731
+        optimize_until_done(study, objective_for(spec, runner), total, [show])
+    test_metrics = refit_best(spec, study, out, logs) if refit else None
+    trials = search_report.trials_table(study, spec)
+    trials.to_csv(out / "trials.csv", index=False)
+    figures = search_plots.search_figures(spec, trials, study, out)
+    (out / "summary.md").write_text(search_report.summary_markdown(spec, study, trials, test_metrics, figures))
+    return out
+
+
+def refit_best(spec: SearchSpec, study: optuna.Study, out: Path, logs: str) -> dict[str, Any]:
+    """Train the best configuration on the whole training portion, test it once, save best.yaml.
+
+    No validation rows remain, so there is no early stopping: the refit trains for the median of
+    the folds' best epochs.
+    """
+    best = study.best_trial
+    epochs = [v for k, v in best.user_attrs.items() if k.startswith("best_epoch_")]
+    max_epochs = max(1, int(statistics.median(epochs))) if epochs else 10
+    checkpoint = "[{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {filename: best}}]"
+    args = [
+        *spec.run_args(best.params),
+        f"--data.init_args.folds={spec.folds}",
+        "--data.init_args.fold=-1",
+        f"--data.init_args.seed={spec.seed}",
+        f"--trainer.max_epochs={max_epochs}",
+        "--trainer.limit_val_batches=0",
+        f"--trainer.callbacks={checkpoint}",
+    ]
+    metrics = fit(args, logs, spec.name, "refit", spec.seed)
+    config = yaml.safe_load((Path(metrics["log_dir"]) / "config.yaml").read_text())
+    logger = config["trainer"]["logger"]["init_args"]
+    logger.update({"name": f"{spec.name}_best", "version": None})
+    (out / "best.yaml").write_text(
+        f"# Best configuration of search {spec.name!r} (trial {best.number}, mean CV score {best.value:.4f}),\n"
+        f"# trained on the whole training portion for {max_epochs} epochs. Retrain with:\n"
+        f"#   python scripts/train.py fit --config {out / 'best.yaml'}\n" + yaml.safe_dump(config, sort_keys=False)
+    )
+    shutil.copyfile(metrics["best_model_path"], out / "best.ckpt")
+    return {k: v for k, v in metrics.items() if k.startswith("test/")} | {"epochs": max_epochs}

@@ -1,0 +1,164 @@
+"""k-fold search: folds, the untouched test split, resume, best.yaml, and bad search spaces."""
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from lit_basics.data import ArrayDataModule, IrisDataModule
+from lit_basics.errors import ConfigError
+from lit_basics.experiments import tune
+from lit_basics.experiments.commands import tune_main
+from lit_basics.experiments.folds import LightningFolds
+
+from .conftest import config, run_cli
+
+SPACE = "space:\n  depth: [1]\n  width: [4, 8]\n  model.lr: [0.01]\n  data.init_args.batch_size: [16]\n"
+
+
+def _search(tmp_path: Path, space: str = SPACE, folds: int = 2, extra: str = "") -> Path:
+    path = tmp_path / "search.yaml"
+    path.write_text(
+        f"name: tiny_search\nbase: {config('iris')}\nfolds: {folds}\nsampler: grid\npatience: 3\n{extra}"
+        "common:\n  trainer.max_epochs: 2\n" + space
+    )
+    return path
+
+
+def _tune(path: Path, *args: str) -> Path:
+    return tune_main(["--config", str(path), "--no-progress", *args])
+
+
+def test_folds_are_disjoint_stratified_and_cover_the_training_portion():
+    dm = IrisDataModule(test_fraction=0.3, folds=5, seed=3)
+    _, y = dm.arrays
+    split = dm.split_indices(y)
+    portion = np.sort(np.concatenate([split["train"], split["val"]]))
+    folds = dm.fold_indices(y)
+    assert len(folds) == 5
+    val_rows = np.concatenate([val for _, val in folds])
+    assert np.array_equal(np.sort(val_rows), portion)  # each training-portion row validates exactly once
+    for train, val in folds:
+        assert not set(train) & set(val) and not set(val) & set(split["test"])
+        assert np.array_equal(np.sort(np.concatenate([train, val])), portion)
+        assert np.abs(np.bincount(y[val], minlength=3) / len(val) - 1 / 3).max() < 0.05
+
+
+def test_fold_datamodule_uses_fold_rows_and_refit_uses_the_whole_portion():
+    dm = IrisDataModule(test_fraction=0.3, folds=3, fold=1)
+    dm.setup()
+    assert dm.split_sizes() == {"train": 70, "val": 35, "test": 45}
+    refit = IrisDataModule(test_fraction=0.3, folds=3, fold=-1)
+    refit.setup()
+    assert refit.split_sizes() == {"train": 105, "val": 0, "test": 45}
+
+
+def test_tiny_grid_search_writes_every_output_and_best_yaml_trains(workdir, capsys):
+    out = _tune(_search(workdir))
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 2 and set(trials["state"]) == {"complete"}
+    expected = {"trial", "state", "depth", "width", "lr", "batch_size", "fold_0", "fold_1", "mean", "std",
+                "fit_seconds"}
+    assert expected <= set(trials.columns)
+    np.testing.assert_allclose(trials["mean"], trials[["fold_0", "fold_1"]].mean(axis=1))
+    summary = (out / "summary.md").read_text()
+    for heading in ("Top 10 configurations", "## Refit", "How the score moves", "Depth x width"):
+        assert heading in summary
+    assert "test/acc = " in summary
+    for figure in ("params", "history", "depth_width", "lr_batch"):
+        assert (out / f"{figure}.png").stat().st_size > 5000
+    metrics = run_cli("fit", "--config", str(out / "best.yaml"), "--trainer.max_epochs=1")
+    assert "test/acc" in metrics and Path(metrics["log_dir"]).parent.name == "tiny_search_best"
+    assert "report: reports/tiny_search/" in capsys.readouterr().out
+
+
+def test_the_test_split_is_never_used_during_the_search(workdir, monkeypatch):
+    def forbidden(self):
+        raise AssertionError("test split used during the search")
+
+    monkeypatch.setattr(ArrayDataModule, "test_dataloader", forbidden)
+    _tune(_search(workdir), "--no-refit")
+
+
+def test_resume_after_a_finished_search_runs_nothing_new(workdir):
+    path = _search(workdir)
+    _tune(path, "--no-refit")
+    db = "sqlite:///" + str((workdir / "reports/tiny_search/study.db").resolve())
+    before = len(optuna.load_study(study_name="tiny_search", storage=db).trials)
+    _tune(path, "--no-refit", "--resume")
+    assert len(optuna.load_study(study_name="tiny_search", storage=db).trials) == before == 2
+
+
+def test_resume_after_an_interruption_completes_without_repeating(workdir, monkeypatch):
+    space = "space:\n  depth: [1]\n  width: [4, 8, 16]\n  model.lr: [0.01]\n  data.init_args.batch_size: [16]\n"
+    path = _search(workdir, space)
+    calls = []
+    real = LightningFolds.fit_folds
+
+    def interrupted(self, args, on_fold):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the second configuration
+        return real(self, args, on_fold)
+
+    monkeypatch.setattr(LightningFolds, "fit_folds", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _tune(path, "--no-refit")
+    monkeypatch.setattr(LightningFolds, "fit_folds", lambda self, args, on_fold: (calls.append(args),
+                                                                                   real(self, args, on_fold))[1])
+    _tune(path, "--no-refit", "--resume")
+    trials = pd.read_csv(workdir / "reports/tiny_search/trials.csv")
+    complete = trials[trials["state"] == "complete"]
+    assert sorted(complete["width"]) == [4, 8, 16]
+    assert len(calls) == 4  # 2 before the interruption, then only the 2 configurations not yet complete
+
+
+@pytest.mark.parametrize(
+    ("space", "folds", "message"),
+    [
+        ("space:\n  width: []\n", 2, "search dimension 'width' has an empty choice list"),
+        ("space:\n  model.lr: {low: 0.1, high: 0.01}\n", 2, "has low=0.1 > high=0.01"),
+        ("space:\n  width: [4]\n", 40, "folds=40 is larger than the smallest class"),
+        ("space:\n  model.activation: [relu, swish]\n", 2, "unknown activation 'swish'"),
+        ("space:\n  model.lr: {low: 0.001, high: 0.1}\n", 2, "sampler 'grid' needs a list of choices"),
+        ("space:\n  model.widht: [4]\n", 2, "unrecognized arguments: --model.widht"),
+    ],
+)
+def test_bad_search_spaces_fail_before_any_training(workdir, capsys, space, folds, message):
+    with pytest.raises(SystemExit) as info:
+        _tune(_search(workdir, space, folds=folds))
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not Path("logs").exists() and not Path("reports").exists()
+
+
+def test_k_below_two_is_rejected():
+    with pytest.raises(ConfigError, match="folds=1 must be 0"):
+        IrisDataModule(folds=1)
+
+
+def test_same_seed_gives_the_same_search(workdir):
+    path = _search(workdir)
+    first = pd.read_csv(_tune(path, "--no-refit") / "trials.csv")
+    second = pd.read_csv(_tune(path, "--no-refit") / "trials.csv")
+    pd.testing.assert_frame_equal(first.drop(columns="fit_seconds"), second.drop(columns="fit_seconds"))
+
+
+def test_engine_interface_is_pluggable(workdir):
+    class Constant:
+        def fit_folds(self, args, on_fold):
+            width = int(next(a for a in args if a.startswith("--model.hidden_sizes")).split("[")[1].split("]")[0])
+            results = []
+            for fold in range(2):
+                result = tune.FoldResult(fold, score=width / 100, val_loss=1.0, best_epoch=1, epochs=1, seconds=0.0)
+                on_fold(result)
+                results.append(result)
+            return results
+
+    from lit_basics.experiments.search_space import load_search
+
+    out = tune.run_search(load_search(_search(workdir)), refit=False, progress=False, runner=Constant())
+    trials = pd.read_csv(out / "trials.csv")
+    assert trials.sort_values("width")["mean"].tolist() == [0.04, 0.08]
