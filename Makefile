@@ -38,3 +38,6 @@ report: install
 	$(PY) scripts/compare.py --config configs/experiments/activations.yaml --readme README.md
 	$(PY) scripts/compare.py --config configs/experiments/optimizers.yaml --readme README.md
 	$(PY) scripts/compare.py --config configs/experiments/regularization.yaml --readme README.md
+
+bench: install
+	$(PY) scripts/benchmark.py --json

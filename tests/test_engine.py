@@ -60,3 +60,40 @@ def test_gradient_clipping_bounds_the_update():
     trainer.fit(clipped, MoonsDataModule(n_samples=100, batches_per_step=1))
     step = torch.cat([(p.detach() - b).flatten() for p, b in zip(clipped.parameters(), before, strict=True)])
     assert 0 < float(step.norm()) <= 1e-3 + 1e-6
+
+
+class _SameOrderSampler(torch.utils.data.Sampler):
+    """A torch sampler drawing the permutation TensorBatchLoader draws: seed + epoch."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_fast_path_matches_a_plain_dataloader_path(drop_last):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    fast = _fit(epochs=3, batches_per_step=0, drop_last=drop_last)
+    dm = DigitsDataModule(batch_size=50, drop_last=drop_last)
+    dm.setup()
+    x, y = dm.tensors["train"]
+    train = DataLoader(TensorDataset(x, y), batch_size=50, sampler=_SameOrderSampler(len(y), dm.seed),
+                       drop_last=drop_last)
+    val = DataLoader(TensorDataset(*dm.tensors["val"]), batch_size=1024)
+    L.seed_everything(7, verbose=False)
+    model = LitFNN(input_dim=64, num_classes=10, hidden_sizes=[32])
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
+    plain = (model, trainer, {k: float(v) for k, v in trainer.callback_metrics.items()})
+    assert fast[1].global_step == plain[1].global_step
+    _assert_same_run(fast, plain)

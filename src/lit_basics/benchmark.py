@@ -1,0 +1,242 @@
+"""Side-by-side timings: our Lightning fit vs a plain PyTorch loop, vs scikit-learn, start-up, memory.
+
+Each pair runs in the same process on the same data, model, epochs, batch size and seed,
+alternating, best of `repeats`; the ratios are what `scripts/benchmark.py` prints.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lit_basics.data import ArrayDataModule, DigitsDataModule
+from lit_basics.data.base import Arrays
+from lit_basics.engine import TensorBatchLoader
+from lit_basics.engine.runtime import machine_description
+from lit_basics.models import FNN, LitFNN
+from lit_basics.models.optimizers import make_optimizer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class SyntheticMNIST(ArrayDataModule):
+    """MNIST-shaped data (60000 / 10000 / 10000 x 784, 10 classes) for timing when the files are absent."""
+
+    name = "mnist_shaped"
+    num_features = 784
+    num_classes = 10
+
+    def load_splits(self) -> dict[str, Arrays]:
+        rng = np.random.default_rng(self.seed)
+        centers = rng.normal(0, 1, size=(10, 784)).astype(np.float32)
+
+        def make(n: int) -> Arrays:
+            y = rng.integers(0, 10, n)
+            return centers[y] + rng.normal(0, 3, size=(n, 784)).astype(np.float32), y
+
+        return {"train": make(60000), "val": make(10000), "test": make(10000)}
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def plain_loop(datamodule: ArrayDataModule, hidden: list[int], epochs: int, validate: bool = True) -> float:
+    """The reference: the same model, optimizer, batches and per-epoch validation, written by hand."""
+    datamodule.setup()
+    x, y = datamodule.tensors["train"]
+    x_val, y_val = datamodule.tensors["val"]
+    torch.manual_seed(0)
+    net = FNN(x.shape[1], hidden, datamodule.num_classes)
+    optimizer = make_optimizer("adam", net, 1e-3)
+    loader = TensorBatchLoader((x, y), datamodule.batch_size, shuffle=True, seed=datamodule.seed)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        net.train()
+        for xb, yb in loader:
+            loss = F.cross_entropy(net(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if validate:
+            net.eval()
+            with torch.no_grad():
+                logits = net(x_val)
+                float(F.cross_entropy(logits, y_val)), float((logits.argmax(-1) == y_val).float().mean())
+    return float(loss.detach())
+
+
+def lightning_fit(datamodule: ArrayDataModule, hidden: list[int], epochs: int, validate: bool = True,
+                  full: bool = False, root: str = "/tmp/lit_basics_bench") -> LitFNN:
+    """Our path: LitFNN + DataModule + Trainer.fit. `full` adds TensorBoard, checkpoints, early stopping."""
+    L.seed_everything(0, verbose=False)
+    model = LitFNN(input_dim=datamodule.num_features, num_classes=datamodule.num_classes, hidden_sizes=hidden)
+    extra: dict[str, Any] = {"logger": False, "enable_checkpointing": False}
+    if full:
+        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        extra = {"logger": TensorBoardLogger(root, name="bench", default_hp_metric=False),
+                 "callbacks": [EarlyStopping("val/loss", patience=epochs), ModelCheckpoint(monitor="val/loss",
+                                                                                         save_last=True)]}
+    trainer = L.Trainer(max_epochs=epochs, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=1.0 if validate else 0, **extra)
+    trainer.fit(model, datamodule)
+    return model
+
+
+def ratio(name: str, ours: Callable[[], Any], reference: Callable[[], Any], repeats: int) -> dict[str, float]:
+    ours(), reference()  # warm-up: first-call allocations and lazy imports
+    t_ours, t_ref = float("inf"), float("inf")
+    for _ in range(repeats):  # alternate, so drift of a shared machine hits both
+        t_ours = min(t_ours, best_of(ours, 1)[0])
+        t_ref = min(t_ref, best_of(reference, 1)[0])
+    return {f"{name}": t_ours / t_ref, f"{name}_ours_s": t_ours, f"{name}_reference_s": t_ref}
+
+
+def accuracy(model: LitFNN, datamodule: ArrayDataModule) -> float:
+    x, y = datamodule.tensors["test"]
+    with torch.no_grad():
+        return float((model.eval()(x).argmax(-1) == y).float().mean())
+
+
+def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
+    """Same architecture, batch size, epochs, Adam and learning rate; no L2, no early stopping."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    dm = DigitsDataModule(batch_size=32)
+    dm.setup()
+    x, y = (t.numpy() for t in dm.tensors["train"])
+    x_test, y_test = (t.numpy() for t in dm.tensors["test"])
+    clf = MLPClassifier((128, 128), solver="adam", batch_size=32, learning_rate_init=1e-3, alpha=0.0,
+                        max_iter=epochs, tol=0.0, n_iter_no_change=epochs + 1, random_state=0)
+
+    def sklearn_fit() -> MLPClassifier:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return clf.fit(x, y)
+
+    holder: dict[str, LitFNN] = {}
+
+    def ours() -> None:
+        holder["model"] = lightning_fit(dm, [128, 128], epochs, validate=False)
+
+    out = ratio("ours_vs_sklearn_digits", ours, sklearn_fit, repeats)
+    out["ours_acc_digits"] = accuracy(holder["model"], dm)
+    out["sklearn_acc_digits"] = float(clf.score(x_test, y_test))
+    return out
+
+
+def command_seconds(args: list[str], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(args, check=True, capture_output=True, cwd=REPO)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def startup(repeats: int) -> dict[str, float]:
+    help_s = command_seconds([sys.executable, "scripts/train.py", "--help"], repeats)
+    import_s = command_seconds([sys.executable, "-c", "import lightning"], repeats)
+    return {"help_vs_import_lightning": help_s / import_s, "help_s": help_s, "import_lightning_s": import_s}
+
+
+def peak_rss_mb(epochs: int) -> float:
+    """Peak resident memory (VmHWM) of a digits fit through the CLI, in a fresh process.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent, VmHWM starts anew.
+    """
+    code = (
+        "import re; from pathlib import Path; from lit_basics.cli import cli_main; "
+        f"cli_main(['fit', '--config', 'configs/digits.yaml', '--trainer.max_epochs={epochs}', "
+        "'--trainer.logger=false', '--trainer.enable_progress_bar=false', '--trainer.default_root_dir=/tmp/lit_rss']); "
+        "print(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def run(repeats: int = 3, threads: int = 1, quick: bool = False) -> dict[str, Any]:
+    """All benchmarks; `quick` shrinks epochs and repeats to a smoke test of the code paths."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|smaller than the logging interval).*")
+    if threads:
+        torch.set_num_threads(threads)
+    epochs, mnist_epochs, repeats = (2, 1, 1) if quick else (50, 2, repeats)
+    digits = DigitsDataModule(batch_size=32)
+    results: dict[str, Any] = {}
+    results |= ratio("lightning_vs_raw_digits", lambda: lightning_fit(digits, [128, 128], epochs),
+                     lambda: plain_loop(digits, [128, 128], epochs), repeats)
+    results |= ratio("lightning_full_vs_raw_digits", lambda: lightning_fit(digits, [128, 128], epochs, full=True),
+                     lambda: plain_loop(digits, [128, 128], epochs), repeats)
+    mnist = SyntheticMNIST(batch_size=128)
+    if quick:
+        mnist.load_splits = lambda: {k: (v[0][:2000], v[1][:2000]) for k, v in SyntheticMNIST.load_splits(mnist).items()}
+    results |= ratio("lightning_vs_raw_mnist", lambda: lightning_fit(mnist, [256, 128], mnist_epochs),
+                     lambda: plain_loop(mnist, [256, 128], mnist_epochs), repeats)
+    results |= sklearn_comparison(epochs, repeats)
+    results |= startup(1 if quick else repeats)
+    results["peak_rss_mb_digits_fit"] = peak_rss_mb(epochs)
+    results["device"] = machine_description()
+    results["torch_threads"] = torch.get_num_threads()
+    results["repeats"] = repeats
+    return results
+
+
+TARGETS = {
+    "lightning_vs_raw_digits": ("<=", 1.2),
+    "lightning_vs_raw_mnist": ("<=", 1.2),
+    "ours_vs_sklearn_digits": ("<=", 1.0),
+    "help_vs_import_lightning": ("<=", 1.5),
+}
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"{'measure':<34} {'value':>10}  target", "-" * 56]
+    for key, value in results.items():
+        if key.endswith(("_ours_s", "_reference_s")):
+            continue
+        target = TARGETS.get(key)
+        shown = f"{value:10.3f}" if isinstance(value, float) else f"{value!s:>10}"
+        verdict = ""
+        if target:
+            met = value <= target[1]
+            verdict = f"{target[0]} {target[1]}  {'met' if met else 'NOT met'}"
+        lines.append(f"{key:<34} {shown}  {verdict}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Side-by-side speed and memory ratios.")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both sides (0: torch default)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the code paths, not the speed")
+    args = parser.parse_args(argv)
+    results = run(repeats=args.repeats, threads=args.threads, quick=args.quick)
+    print(table(results))
+    if args.json:
+        print(json.dumps(results))
+    return results
