@@ -38,6 +38,7 @@ report: install
 	$(PY) scripts/compare.py --config configs/experiments/activations.yaml --readme README.md
 	$(PY) scripts/compare.py --config configs/experiments/optimizers.yaml --readme README.md
 	$(PY) scripts/compare.py --config configs/experiments/regularization.yaml --readme README.md
+	$(PY) scripts/tune.py --config configs/experiments/tune_digits.yaml --readme README.md
 
 bench: install
 	$(PY) scripts/benchmark.py --json

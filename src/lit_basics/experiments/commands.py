@@ -58,6 +58,7 @@ def compare_main(argv: Sequence[str] | None = None):
 
 def tune_main(argv: Sequence[str] | None = None):
     """`tune.py --config FILE [--sampler S] [--n-trials N] [--folds K] [--resume] [--storage URL]`."""
+    from lit_basics.experiments.report import update_readme_section
     from lit_basics.experiments.search_space import load_search
     from lit_basics.experiments.tune import run_search
 
@@ -76,7 +77,11 @@ def tune_main(argv: Sequence[str] | None = None):
     parser.add_argument("--logs", default="logs")
     parser.add_argument("--reports", default="reports")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--readme", default=None, help="also refresh this README's section for the search")
     args = parser.parse_args(argv)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and summary.md say it all
     try:
         spec = load_search(args.config, sampler=args.sampler, n_trials=args.n_trials, folds=args.folds,
                            extra=_overrides(args.set))
@@ -84,6 +89,10 @@ def tune_main(argv: Sequence[str] | None = None):
                          refit=not args.no_refit, progress=not args.no_progress)
     except ConfigError as err:
         _fail(err)
-    print((out / "summary.md").read_text())
+    markdown = (out / "summary.md").read_text()
+    if args.readme:
+        readme = Path(args.readme)
+        update_readme_section(readme, spec.name, markdown, out, readme.parent / "docs")
+    print(markdown)
     print(f"report: {out}/")
     return out

@@ -126,7 +126,7 @@ def update_readme_section(readme: Path, name: str, markdown: str, figures_from: 
         return f"![{stem}]({docs.name}/{name}_{file})"
 
     body = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", relink, markdown)
-    body = re.sub(r"^# ", "### ", body, flags=re.MULTILINE)
+    body = re.sub(r"^(#+) ", r"##\1 ", body, flags=re.MULTILINE)
     start, end = f"<!-- results:{name}:start -->", f"<!-- results:{name}:end -->"
     text = readme.read_text()
     section = f"{start}\n{body.strip()}\n{end}"

@@ -72,6 +72,7 @@ def summary_markdown(
     trials: pd.DataFrame,
     test_metrics: dict[str, Any] | None,
     figures: list[Path],
+    footer: str = "",
 ) -> str:
     states = trials["state"].value_counts().to_dict()
     lines = [f"# {spec.name}", ""]
@@ -126,4 +127,6 @@ def summary_markdown(
         table = grid.reset_index().rename(columns=lambda c: f"width {c}" if c != "depth" else c)
         lines += _table(table) + [""]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
+    if footer:
+        lines += ["", footer]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import yaml
 from optuna.trial import TrialState
 from rich.progress import Progress
 
+from lit_basics.engine.runtime import machine_description
 from lit_basics.experiments import search_plots, search_report
 from lit_basics.experiments.folds import FoldResult, FoldRunner, LightningFolds, fold_args
 from lit_basics.experiments.runs import check_args, fit
@@ -157,6 +158,7 @@ def run_search(
 ) -> Path:
     """Run (or continue) the search, then write trials.csv, summary.md, figures, best.yaml."""
     validate_search(spec)
+    started = time.perf_counter()
     out = Path(reports) / spec.name
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -171,7 +173,9 @@ def run_search(
     trials = search_report.trials_table(study, spec)
     trials.to_csv(out / "trials.csv", index=False)
     figures = search_plots.search_figures(spec, trials, study, out)
-    (out / "summary.md").write_text(search_report.summary_markdown(spec, study, trials, test_metrics, figures))
+    footer = (f"{count_done(study)} trials x {spec.folds} folds (+ refit) in {time.perf_counter() - started:.0f} s "
+              f"on {machine_description()}.")
+    (out / "summary.md").write_text(search_report.summary_markdown(spec, study, trials, test_metrics, figures, footer))
     return out
 
 
