@@ -72,7 +72,7 @@ def test_rerun_replaces_old_runs_instead_of_stacking_them(workdir):
     [
         (
             "  ok: {model.activation: relu}\n  typo: {model.activaton: relu}\n",
-            "variant 'typo': unrecognized arguments: --model.activaton",
+            "variant 'typo': --model.activaton is not an argument; did you mean --model.activation?",
         ),
         ("  bad: {model.activation: swish}\n", "variant 'bad': unknown activation 'swish'"),
         ("  bad: {model.dropout: 2}\n", "variant 'bad': dropout=2.0 is outside the allowed range"),

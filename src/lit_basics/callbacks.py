@@ -1,6 +1,8 @@
-"""Callbacks the configs name: writing predictions to CSV."""
+"""Callbacks the configs name: predictions to CSV, a graceful stop on Ctrl-C or SIGTERM."""
 
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +10,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 
 
 class PredictionCSVWriter(BasePredictionWriter):
@@ -49,3 +51,64 @@ def predictions_table(batches: list[dict[str, torch.Tensor]], classes: np.ndarra
         for i, name in enumerate(names):
             columns[f"p_{name}"] = merged["probabilities"][:, i]
     return pd.DataFrame(columns)
+
+
+class FitInterrupted(SystemExit):
+    """Raised at an epoch boundary after SIGINT/SIGTERM, once the resumable checkpoint is written."""
+
+    def __init__(self, signum: int, epoch: int, checkpoint: str) -> None:
+        super().__init__(128 + signum)
+        self.signum, self.epoch, self.checkpoint = signum, epoch, checkpoint
+
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        return (f"{name}: stopped before epoch {self.epoch}; resumable checkpoint {self.checkpoint} "
+                "(continue with the same command and --ckpt_path last)")
+
+
+class GracefulStop(Callback):
+    """Ctrl-C or SIGTERM stops training at the next epoch boundary with a resumable `last.ckpt`.
+
+    The checkpoint is written when every hook of the finished epoch has run, so `fit --ckpt_path
+    last` continues exactly where an uninterrupted run would be (same seed -> same metrics). A
+    second Ctrl-C stops at once, without a checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        for sig, handler in self._previous.items():  # the next signal acts at once
+            signal.signal(sig, handler)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.signum = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handle)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        signum = self._agreed_signal(trainer)
+        if signum is None:
+            return
+        folder = getattr(trainer.checkpoint_callback, "dirpath", None) or os.path.join(trainer.default_root_dir,
+                                                                                      "checkpoints")
+        path = os.path.join(folder, "last.ckpt")
+        trainer.save_checkpoint(path)
+        raise FitInterrupted(signum, trainer.current_epoch, path)
+
+    def _agreed_signal(self, trainer: L.Trainer) -> int | None:
+        """In DDP every rank must stop at the same epoch: a signal seen by any rank counts for all."""
+        mine = torch.tensor([self.signum or 0])
+        if trainer.world_size > 1:
+            mine = trainer.strategy.reduce(mine.to(trainer.strategy.root_device), reduce_op="max").cpu()
+        return int(mine.item()) or None
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

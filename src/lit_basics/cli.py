@@ -1,7 +1,9 @@
 """LitBasicsCLI: LightningCLI with the FNN, any registered DataModule, linked sizes and a final test."""
 
+import difflib
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -10,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import ArgumentError
 from lightning import LightningDataModule
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
+from lit_basics.callbacks import FitInterrupted
 from lit_basics.engine.runtime import set_torch_threads
 from lit_basics.errors import ConfigError
 from lit_basics.models import LitFNN
@@ -40,10 +44,10 @@ class LitBasicsCLI(LightningCLI):
     checkpoint is tested and a short table of metrics is printed; `self.metrics` keeps them.
     """
 
-    def __init__(self, args: ArgsType = None, run: bool = True, exit_on_error: bool = True, **kwargs: Any) -> None:
+    def __init__(self, args: ArgsType = None, run: bool = True, **kwargs: Any) -> None:
         self.metrics: dict[str, Any] = {}
         defaults = [str(TRAINER_DEFAULTS)] if TRAINER_DEFAULTS.is_file() else []
-        parser_kwargs = {"default_config_files": defaults, "exit_on_error": exit_on_error}
+        parser_kwargs = {"default_config_files": defaults, "exit_on_error": False}
         if run:
             parser_kwargs = {name: parser_kwargs for name in ("fit", "validate", "test", "predict")}
         super().__init__(
@@ -57,6 +61,13 @@ class LitBasicsCLI(LightningCLI):
             run=run,
             **kwargs,
         )
+
+    def parse_arguments(self, parser, args: ArgsType) -> None:
+        """Parse; a bad key, value or config file becomes one ConfigError line (with a did-you-mean)."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise ConfigError(describe_parse_error(err, parser, args)) from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_features", "model.input_dim", apply_on="instantiate")
@@ -75,6 +86,8 @@ class LitBasicsCLI(LightningCLI):
             data_class = _import(config.data.class_path)
             init_args.name = getattr(data_class, "name", data_class.__name__.lower())
         set_torch_threads(config.get("torch_threads") or 0)
+        if config.get("ckpt_path") == "last":
+            resume_last(config)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
 
@@ -84,9 +97,12 @@ class LitBasicsCLI(LightningCLI):
         existed = log_dir is not None and Path(log_dir).exists()
         try:
             super()._run_subcommand(subcommand)
-        except BaseException:
+        except BaseException as err:
             if log_dir and not existed and not any(Path(log_dir).rglob("*.ckpt")):
                 shutil.rmtree(log_dir, ignore_errors=True)
+            checkpoint = self.config_init[subcommand].get("ckpt_path")
+            if checkpoint and isinstance(err, Exception) and not isinstance(err, ConfigError):
+                raise describe_checkpoint_error(str(checkpoint), err) from None
             raise
 
     def before_fit(self) -> None:
@@ -124,6 +140,63 @@ class LitBasicsCLI(LightningCLI):
         self.metrics = _floats(self.trainer.callback_metrics)
 
 
+LINKED = {"model.input_dim": "data.num_features", "model.num_classes": "data.num_classes", "model.task": "data.task"}
+
+
+def describe_parse_error(err: Exception, parser: Any, args: ArgsType) -> str:
+    """One line from a jsonargparse error; for an unknown key, the closest known key."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    unknown = re.search(r"unrecognized arguments: (\S+)", text)
+    if not unknown:
+        return text if len(text) < 400 else text[:400] + " ..."
+    key = unknown.group(1).split("=")[0]
+    if key.lstrip("-") in LINKED:
+        return f"{key} is set from the data set ({LINKED[key.lstrip('-')]}) and cannot be given"
+    options = set()
+    for candidate in _parsers(parser, args):
+        options |= {opt for action in candidate._actions for opt in action.option_strings if opt.startswith("--")}
+    close = difflib.get_close_matches(key, sorted(options), n=1, cutoff=0.6)
+    return f"{key} is not an argument" + (f"; did you mean {close[0]}?" if close else "; see --help")
+
+
+def _parsers(parser: Any, args: ArgsType) -> list[Any]:
+    subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
+    chosen = [subcommands[a] for a in (args or sys.argv[1:]) if isinstance(a, str) and a in subcommands]
+    return chosen[:1] or [parser]
+
+
+def describe_checkpoint_error(path: str, err: Exception) -> ConfigError:
+    """A checkpoint that is missing, unreadable or made for another architecture, in one line."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, FileNotFoundError) or not Path(path).exists():
+        return ConfigError(f"checkpoint {path!r} does not exist")
+    if "size mismatch" in str(err) or "state_dict" in str(err):
+        shapes = r"size mismatch for ([^:]+): .*?shape (torch.Size\(\[[^\]]*\]\)).*?shape (torch.Size\(\[[^\]]*\]\))"
+        mismatch = re.search(shapes, str(err))
+        detail = (f"{mismatch.group(1)} is {mismatch.group(2)} there but {mismatch.group(3)} here"
+                  if mismatch else first)
+        return ConfigError(f"checkpoint {path!r} is for another architecture: {detail}")
+    return ConfigError(f"checkpoint {path!r} is truncated or corrupt ({type(err).__name__}: {first})")
+
+
+def resume_last(config: Any) -> None:
+    """`--ckpt_path last`: the newest last.ckpt of this config's runs; the run continues in its folder."""
+    logger = config.trainer.get("logger")
+    init_args = getattr(logger, "init_args", None)
+    if init_args is None:
+        raise ConfigError("--ckpt_path last needs a TensorBoard logger (its folder holds the runs to resume)")
+    base = Path(init_args.get("save_dir") or "logs") / (init_args.get("name") or "")
+    version = init_args.get("version")
+    pattern = f"{version if isinstance(version, str) else f'version_{version}'}" if version is not None else "*"
+    candidates = sorted(base.glob(f"{pattern}/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise ConfigError(f"--ckpt_path last: no {base}/{pattern}/checkpoints/last.ckpt to resume from")
+    last = candidates[-1]
+    run = last.parent.parent.name
+    init_args.version = int(run.removeprefix("version_")) if re.fullmatch(r"version_\d+", run) else run
+    config.ckpt_path = str(last)
+
+
 def _import(class_path: str) -> type:
     module, _, name = class_path.rpartition(".")
     return getattr(__import__(module, fromlist=[name]), name)
@@ -151,6 +224,9 @@ def cli_main(args: ArgsType = None) -> dict[str, Any]:
     """
     try:
         cli = LitBasicsCLI(args=args)
+    except FitInterrupted as stop:
+        print(f"interrupted: {stop}", file=sys.stderr)
+        raise SystemExit(stop.code) from None
     except Exception as err:
         config_error = find_config_error(err)
         if config_error is None:

@@ -36,7 +36,7 @@ def check_args(label: str, args: list[str]) -> LitBasicsCLI:
     """Parse and instantiate (without running) to fail before any run on a bad key or value."""
     try:
         with quiet_lightning():
-            return LitBasicsCLI(args=[*args, *QUIET], run=False, exit_on_error=False)
+            return LitBasicsCLI(args=[*args, *QUIET], run=False)
     except Exception as err:
         cause = find_config_error(err) or err
         message = " ".join(line.strip() for line in str(cause).splitlines()[:2])

@@ -152,6 +152,11 @@ class LitFNN(L.LightningModule):
             steps += 1
         if self._direct_steps:  # the bookkeeping LightningOptimizer.step would have done: global_step
             self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(steps)
+        if not torch.isfinite(loss):  # one host sync per chunk, not per step
+            raise TrainingDiverged(
+                f"training diverged at epoch {self.current_epoch} (loss {float(loss)}); "
+                f"lower the learning rate (lr={self.hparams.lr:g}) or normalise the data"
+            )
         return loss
 
     def _optimizer_step(self, optimizer: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -280,6 +285,18 @@ class LitFNN(L.LightningModule):
             if isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(hparams, dict(self.best))
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep what a resumed fit needs to continue exactly: best values, history, the RNG (dropout)."""
+        checkpoint["lit_basics"] = {"best": dict(self.best), "history": list(self.history),
+                                    "torch_rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("lit_basics")
+        if state and self._trainer is not None and self.trainer.state.fn == "fit":  # resuming, not loading
+            self.best.update(state["best"])
+            self.history = list(state["history"])
+            torch.set_rng_state(state["torch_rng"])
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         optimizer = make_optimizer(hp.optimizer, self.net, hp.lr, hp.momentum, hp.weight_decay)
@@ -291,6 +308,10 @@ class LitFNN(L.LightningModule):
         if hp.scheduler == "plateau":
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+class TrainingDiverged(ConfigError):
+    """The loss became NaN or infinite: stop instead of training on garbage."""
 
 
 def _plain_fp32_single_device(trainer: L.Trainer) -> bool:
