@@ -46,10 +46,12 @@ class LitBasicsCLI(LightningCLI):
 
     def __init__(self, args: ArgsType = None, run: bool = True, **kwargs: Any) -> None:
         self.metrics: dict[str, Any] = {}
+        args = expand_dataset_names(sys.argv[1:] if args is None else args)
+        self._with_subcommands = run
         defaults = [str(TRAINER_DEFAULTS)] if TRAINER_DEFAULTS.is_file() else []
         parser_kwargs = {"default_config_files": defaults, "exit_on_error": False}
-        if run:
-            parser_kwargs = {name: parser_kwargs for name in ("fit", "validate", "test", "predict")}
+        if run:  # the main parser raises what its subcommand parsers find: it must not exit either
+            parser_kwargs = {"exit_on_error": False, **{name: parser_kwargs for name in self.subcommands()}}
         super().__init__(
             LitFNN,
             LightningDataModule,
@@ -76,6 +78,8 @@ class LitBasicsCLI(LightningCLI):
         parser.add_argument(
             "--torch_threads", type=int, default=0, help="intra-op CPU threads; 0 keeps torch's default"
         )
+        if not self._with_subcommands:  # run=False has no fit/test arguments; the defaults file sets this one
+            parser.add_argument("--weights_only", type=bool | None, default=None, help="unused without a subcommand")
 
     def before_instantiate_classes(self) -> None:
         """Name the TensorBoard run after the data set when the config leaves the name empty."""
@@ -143,9 +147,34 @@ class LitBasicsCLI(LightningCLI):
 LINKED = {"model.input_dim": "data.num_features", "model.num_classes": "data.num_classes", "model.task": "data.task"}
 
 
+def expand_dataset_names(args: ArgsType) -> ArgsType:
+    """`--data iris` -> `--data lit_basics.data.IrisDataModule`: registry names work on the command line."""
+    if not isinstance(args, list):
+        return args
+    from lit_basics.data import DATAMODULES
+
+    def full(name: str) -> str:
+        cls = DATAMODULES.get(name)
+        return f"{cls.__module__.rsplit('.', 1)[0]}.{cls.__name__}" if cls else name
+
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--data" and i + 1 < len(out):
+            out[i + 1] = full(out[i + 1])
+        elif isinstance(arg, str) and arg.startswith("--data="):
+            out[i] = "--data=" + full(arg.removeprefix("--data="))
+    return out
+
+
 def describe_parse_error(err: Exception, parser: Any, args: ArgsType) -> str:
     """One line from a jsonargparse error; for an unknown key, the closest known key."""
     text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    given = re.search(r"Given value: (\S+)", text)
+    if text.startswith('Parser key "data"') and given:
+        from lit_basics.data import DATAMODULES
+
+        names = ", ".join(sorted(DATAMODULES))
+        return f"unknown dataset {given.group(1)!r}; allowed: {names}, or a LightningDataModule class path"
     unknown = re.search(r"unrecognized arguments: (\S+)", text)
     if not unknown:
         return text if len(text) < 400 else text[:400] + " ..."

@@ -20,6 +20,8 @@ def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
     """One row per trial: parameters, per-fold scores, mean, std, fit time, state."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get("stray"):
+            continue
         row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name.lower()}
         row.update({short(d.name): trial.params.get(d.name) for d in spec.space})
         row.update({f"fold_{k}": trial.user_attrs.get(f"fold_{k}") for k in range(spec.folds)})

@@ -1,6 +1,7 @@
 """k-fold cross-validation search (exercise 6): Optuna study, per-fold pruning, refit, report."""
 
 import contextlib
+import itertools
 import os
 import shutil
 import socket
@@ -39,15 +40,18 @@ def validate_search(spec: SearchSpec) -> None:
 
 
 def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    if spec.sampler == "grid":
-        return optuna.samplers.GridSampler(spec.grid(), seed=spec.seed)
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed)
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=spec.seed)
+    return optuna.samplers.RandomSampler(seed=spec.seed)  # grid: every trial comes from the queue
 
 
 def open_study(spec: SearchSpec, storage: str, resume: bool) -> optuna.Study:
-    """Create the study (replacing an old one of that name unless resuming) or join it."""
+    """Create the study (replacing an old one of that name unless resuming) or join it.
+
+    A grid search is a queue: each configuration not yet covered is enqueued once, and workers
+    take queued trials one at a time (the storage hands each to one worker only), so several
+    `tune.py --resume` processes on one storage never run a configuration twice.
+    """
     if not resume:
         with contextlib.suppress(KeyError):  # KeyError: no such study yet
             optuna.delete_study(study_name=spec.name, storage=storage)
@@ -60,31 +64,49 @@ def open_study(spec: SearchSpec, storage: str, resume: bool) -> optuna.Study:
         direction="maximize",
         load_if_exists=True,
     )
-    requeue_dead_trials(study)
+    fail_dead_trials(study)
+    if spec.sampler == "grid":
+        enqueue_grid(study, spec)
+    else:
+        enqueue_failed(study)
     return study
 
 
-def requeue_dead_trials(study: optuna.Study) -> None:
-    """Queue again what an interrupted run left unfinished, so a resumed search completes it.
+def _covered(study: optuna.Study) -> list[dict[str, Any]]:
+    states = (*DONE, TrialState.WAITING, TrialState.RUNNING)
+    return [t.params or t.system_attrs.get("fixed_params", {}) for t in study.get_trials(deepcopy=False, states=states)
+            if not t.user_attrs.get("stray")]
 
-    A trial still RUNNING whose process (on this machine) is gone is marked failed; every failed
-    configuration that no finished trial covers is queued again. Trials of live workers, here or on
-    other machines sharing the storage, are left alone.
+
+def enqueue_grid(study: optuna.Study, spec: SearchSpec) -> None:
+    """Queue each grid configuration that no finished, queued or running trial covers."""
+    covered = _covered(study)
+    names = list(spec.grid())
+    for values in itertools.product(*spec.grid().values()):
+        params = dict(zip(names, values, strict=True))
+        if params not in covered:
+            study.enqueue_trial(params)
+
+
+def enqueue_failed(study: optuna.Study) -> None:
+    """Queue again the failed configurations (an interrupted run's) that nothing else covers."""
+    covered = _covered(study)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if trial.params and not trial.user_attrs.get("stray") and trial.params not in covered:
+            study.enqueue_trial(trial.params)
+            covered.append(trial.params)
+
+
+def fail_dead_trials(study: optuna.Study) -> None:
+    """Trials left RUNNING by a process of this machine that no longer exists are marked failed.
+
+    Trials of live workers, here or on other machines sharing the storage, are left alone.
     """
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
         if worker_host == host and pid.isdigit() and not _alive(int(pid)):
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    covered = [t.params for t in study.get_trials(deepcopy=False, states=(*DONE, TrialState.WAITING))]
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        if trial.params and trial.params not in covered:
-            # What study.enqueue_trial does, keeping GridSampler's grid id (its after_trial needs one).
-            grid = {k: v for k, v in trial.system_attrs.items() if k in ("grid_id", "search_space")}
-            study.add_trial(
-                optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={"fixed_params": trial.params, **grid})
-            )
-            covered.append(trial.params)
 
 
 def _alive(pid: int) -> bool:
@@ -97,10 +119,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class StrayTrial(Exception):
+    """A grid worker asked for a trial when the queue had just run empty; it is discarded."""
+
+
 def objective_for(spec: SearchSpec, runner: FoldRunner):
     prune = spec.sampler != "grid"
 
     def objective(trial: optuna.Trial) -> float:
+        if spec.sampler == "grid" and "fixed_params" not in trial.storage.get_trial_system_attrs(trial._trial_id):
+            trial.set_user_attr("stray", True)  # another worker took the last queued configuration
+            raise StrayTrial
         trial.set_user_attr("worker", WORKER)
         params = {dim.name: dim.suggest(trial) for dim in spec.space}
         scores: list[float] = []
@@ -129,12 +158,16 @@ def count_done(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=DONE))
 
 
-def optimize_until_done(study: optuna.Study, objective, total: int, callbacks: list) -> None:
+def optimize_until_done(study: optuna.Study, objective, total: int, callbacks: list, grid: bool) -> None:
     """Run trials until `total` are complete or pruned, counting those of every worker on the storage.
 
-    Optuna's GridSampler stops a study once every grid point was started, also when queued trials
-    (re-runs of interrupted ones) remain; so this loops, and stops early only when a round adds nothing.
+    A grid worker takes queued trials one by one and stops when the queue is empty; a random/TPE
+    worker stops when the study holds `total` finished trials.
     """
+    if grid:
+        while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(StrayTrial,))
+        return
     stop = optuna.study.MaxTrialsCallback(total, states=DONE)
     while (done := count_done(study)) < total:
         study.optimize(objective, n_trials=total - done, callbacks=[stop, *callbacks], catch=())
@@ -168,7 +201,7 @@ def run_search(
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{spec.name}: trials x {spec.folds} folds", total=total, completed=count_done(study))
         show = lambda s, t: bar.update(task, completed=count_done(s))  # noqa: E731
-        optimize_until_done(study, objective_for(spec, runner), total, [show])
+        optimize_until_done(study, objective_for(spec, runner), total, [show], grid=spec.sampler == "grid")
     test_metrics = refit_best(spec, study, out, logs) if refit else None
     trials = search_report.trials_table(study, spec)
     trials.to_csv(out / "trials.csv", index=False)

@@ -336,7 +336,7 @@ def _plain_fp32_single_device(trainer: L.Trainer) -> bool:
 def load_model(checkpoint_path: str) -> LitFNN:
     """Load a LitFNN checkpoint on the CPU, with a one-line error for a missing or corrupt file."""
     try:
-        return LitFNN.load_from_checkpoint(checkpoint_path, map_location="cpu")
+        return LitFNN.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {checkpoint_path!r} does not exist") from None
     except (RuntimeError, EOFError, KeyError) as err:

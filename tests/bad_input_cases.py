@@ -1,0 +1,75 @@
+"""The bad-input table: each case, the command it runs, and the one-line error it must give.
+
+tests/test_reliability.py runs every row; `python -m tests.bad_input_cases` prints the README's
+"Reliability" table from the same rows (`make reliability-doc` writes it into the README).
+"""
+
+# (case, command, arguments, expected text of the one-line error). In arguments, {cfg:NAME} is
+# configs/NAME.yaml, {tmp} the test's folder (files named there are written by the test).
+CASES = [
+    ("unknown dataset", "fit", "--config {cfg:iris} --data cifar", "unknown dataset 'cifar'; allowed: breast_cancer"),
+    ("unknown activation", "fit", "--config {cfg:moons} --model.activation swish",
+     "unknown activation 'swish'; allowed: leaky_relu, relu, sigmoid, tanh"),
+    ("unknown loss", "fit", "--config {cfg:moons} --model.loss kl", "unknown loss 'kl'; allowed: cross_entropy, hinge, mse"),
+    ("unknown optimizer", "fit", "--config {cfg:moons} --model.optimizer lbfgs",
+     "unknown optimizer 'lbfgs'; allowed: adam, adamw, momentum, rmsprop, sgd"),
+    ("unknown scheduler", "fit", "--config {cfg:moons} --model.scheduler warmup", "unknown scheduler 'warmup'; allowed:"),
+    ("unknown sampler", "tune", "--config {tmp}/search.yaml --sampler anneal",
+     "unknown sampler 'anneal'; allowed: grid, random, tpe"),
+    ("lr = 0", "fit", "--config {cfg:moons} --model.lr 0", "lr=0.0 must be > 0"),
+    ("lr < 0", "fit", "--config {cfg:moons} --model.lr -0.1", "lr=-0.1 must be > 0"),
+    ("dropout = 1", "fit", "--config {cfg:moons} --model.dropout 1.0", "dropout=1.0 is outside the allowed range [0, 1)"),
+    ("dropout < 0", "fit", "--config {cfg:moons} --model.dropout -0.2", "dropout=-0.2 is outside the allowed range [0, 1)"),
+    ("leaky ReLU alpha < 0", "fit", "--config {cfg:moons} --model.leaky_relu_alpha -1", "leaky_relu_alpha=-1.0 must be >= 0"),
+    ("empty hidden sizes", "fit", "--config {cfg:moons} --model.hidden_sizes []", "hidden_sizes=[] must be a non-empty list"),
+    ("non-positive hidden size", "fit", "--config {cfg:moons} --model.hidden_sizes [16,0]",
+     "hidden_sizes=[16, 0] has non-positive sizes [0]"),
+    ("batch size 0", "fit", "--config {cfg:moons} --data.batch_size 0", "batch_size=0 and eval_batch_size=1024 must be >= 1"),
+    ("k-folds < 2", "tune", "--config {tmp}/search.yaml --folds 1", "folds=1 must be >= 2"),
+    ("k-folds > smallest class", "tune", "--config {tmp}/search.yaml --folds 60",
+     "folds=60 is larger than the smallest class of the training portion"),
+    ("hinge loss on a regression target", "fit", "--config {cfg:diabetes} --model.loss hinge",
+     "loss 'hinge' does not fit task 'regression'; allowed: mse"),
+    ("BCE/cross-entropy on a regression target", "fit", "--config {cfg:diabetes} --model.loss cross_entropy",
+     "loss 'cross_entropy' does not fit task 'regression'; allowed: mse"),
+    ("num_classes set against the data", "fit", "--config {cfg:iris} --model.num_classes 5",
+     "--model.num_classes is set from the data set (data.num_classes) and cannot be given"),
+    ("CSV file missing", "fit", "--config {cfg:csv} --data.path {tmp}/absent.csv", "csv: file '{tmp}/absent.csv' does not exist"),
+    ("CSV file empty", "fit", "--config {cfg:csv} --data.path {tmp}/empty.csv", "is empty"),
+    ("CSV label column missing", "fit", "--config {cfg:csv} --data.path {tmp}/good.csv --data.label_column species",
+     "label column 'species' not found; columns are: a, b, label"),
+    ("CSV non-numeric feature", "fit", "--config {cfg:csv} --data.path {tmp}/text.csv",
+     "feature column 'b' is not numeric (value 'x')"),
+    ("CSV NaN value", "fit", "--config {cfg:csv} --data.path {tmp}/nan.csv",
+     "feature column 'b' has a NaN or inf value in data row 2"),
+    ("CSV inf value", "fit", "--config {cfg:csv} --data.path {tmp}/inf.csv",
+     "feature column 'a' has a NaN or inf value in data row 3"),
+    ("MNIST files absent, offline", "fit", "--config {cfg:mnist} --data.root {tmp}/nomnist --data.download false",
+     "mnist: files not found and download is off; put the four uncompressed IDX files"),
+    ("YAML that does not parse", "fit", "--config {tmp}/broken.yaml", "Problems parsing config"),
+    ("config path that does not exist", "fit", "--config {tmp}/nowhere.yaml", "File does not exist"),
+    ("key that is not an argument", "fit", "--config {cfg:moons} --model.activaton relu",
+     "--model.activaton is not an argument; did you mean --model.activation?"),
+    ("checkpoint of another architecture", "test", "--config {cfg:digits} --ckpt_path {tmp}/iris.ckpt",
+     "is for another architecture: net.net.0.weight is torch.Size([16, 4]) there but torch.Size([128, 64]) here"),
+    ("truncated checkpoint", "test", "--config {cfg:iris} --ckpt_path {tmp}/truncated.ckpt", "is truncated or corrupt"),
+    ("checkpoint that does not exist", "test", "--config {cfg:iris} --ckpt_path {tmp}/absent.ckpt", "does not exist"),
+    ("search space low > high", "tune", "--config {tmp}/lowhigh.yaml", "search dimension 'model.lr' has low=0.1 > high=0.01"),
+    ("search space empty choice list", "tune", "--config {tmp}/empty_choices.yaml",
+     "search dimension 'width' has an empty choice list"),
+    ("experiment with an unknown variant key", "compare", "--config {tmp}/typo_experiment.yaml",
+     "variant 'typo': --model.activaton is not an argument; did you mean --model.activation?"),
+]
+
+
+def render_markdown() -> str:
+    lines = ["| bad input | command | one-line error (exit status 2, nothing left behind) |", "|---|---|---|"]
+    for case, command, args, message in CASES:
+        script = {"fit": "train.py fit", "test": "train.py test", "tune": "tune.py", "compare": "compare.py"}[command]
+        shown = args.replace("{tmp}/", "").replace("{cfg:", "configs/").replace("}", ".yaml")
+        lines.append(f"| {case} | `{script} {shown}` | `{message.replace('{tmp}/', '')}` |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_markdown())
