@@ -123,7 +123,11 @@ def test_resume_after_an_interruption_completes_without_repeating(workdir, monke
         ("space:\n  width: [4]\n", 40, "folds=40 is larger than the smallest class"),
         ("space:\n  model.activation: [relu, swish]\n", 2, "unknown activation 'swish'"),
         ("space:\n  model.lr: {low: 0.001, high: 0.1}\n", 2, "sampler 'grid' needs a list of choices"),
-        ("space:\n  model.hiden_sizes: [[4]]\n", 2, "--model.hiden_sizes is not an argument; did you mean --model.hidden_sizes?"),
+        (
+            "space:\n  model.hiden_sizes: [[4]]\n",
+            2,
+            "--model.hiden_sizes is not an argument; did you mean --model.hidden_sizes?",
+        ),
     ],
 )
 def test_bad_search_spaces_fail_before_any_training(workdir, capsys, space, folds, message):

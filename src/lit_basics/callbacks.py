@@ -83,7 +83,8 @@ class GracefulStop(Callback):
         for sig, handler in self._previous.items():  # the next signal acts at once
             signal.signal(sig, handler)
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After Lightning registered its own SIGTERM handler (which would stop mid-epoch): ours replaces it.
         self.signum = None
         if threading.current_thread() is not threading.main_thread():
             return
@@ -98,6 +99,11 @@ class GracefulStop(Callback):
         folder = getattr(trainer.checkpoint_callback, "dirpath", None) or os.path.join(trainer.default_root_dir,
                                                                                       "checkpoints")
         path = os.path.join(folder, "last.ckpt")
+        # Lightning counted this epoch as "ready" just before this hook; the checkpoint must record the
+        # state after the previous epoch, which Lightning resumes as a clean start of this one.
+        progress = trainer.fit_loop.epoch_progress
+        progress.total.ready -= 1
+        progress.current.ready -= 1
         trainer.save_checkpoint(path)
         raise FitInterrupted(signum, trainer.current_epoch, path)
 

@@ -3,6 +3,7 @@
 import difflib
 import logging
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -29,6 +30,8 @@ TRAINER_DEFAULTS = CONFIG_DIR / "trainer" / "default.yaml"
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 # Predictions are written in loader order, so the batch indices Lightning cannot infer are not needed.
 warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+# Resuming with --ckpt_path last continues in the run's own checkpoint folder, on purpose.
+warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
 # compare.py and tune.py run this CLI in-process with their own argv: intended, not a mistake.
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 for _handler in logging.getLogger("lightning.pytorch").handlers:
@@ -71,6 +74,14 @@ class LitBasicsCLI(LightningCLI):
         except ArgumentError as err:
             raise ConfigError(describe_parse_error(err, parser, args)) from None
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads the checkpoint's hyperparameters before anything runs: same one-line errors."""
+        try:
+            super()._parse_ckpt_path()
+        except Exception as err:
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            raise describe_checkpoint_error(str(path), err) from None
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_features", "model.input_dim", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -105,7 +116,7 @@ class LitBasicsCLI(LightningCLI):
             if log_dir and not existed and not any(Path(log_dir).rglob("*.ckpt")):
                 shutil.rmtree(log_dir, ignore_errors=True)
             checkpoint = self.config_init[subcommand].get("ckpt_path")
-            if checkpoint and isinstance(err, Exception) and not isinstance(err, ConfigError):
+            if checkpoint and is_checkpoint_error(err):
                 raise describe_checkpoint_error(str(checkpoint), err) from None
             raise
 
@@ -144,9 +155,6 @@ class LitBasicsCLI(LightningCLI):
         self.metrics = _floats(self.trainer.callback_metrics)
 
 
-LINKED = {"model.input_dim": "data.num_features", "model.num_classes": "data.num_classes", "model.task": "data.task"}
-
-
 def expand_dataset_names(args: ArgsType) -> ArgsType:
     """`--data iris` -> `--data lit_basics.data.IrisDataModule`: registry names work on the command line."""
     if not isinstance(args, list):
@@ -179,8 +187,6 @@ def describe_parse_error(err: Exception, parser: Any, args: ArgsType) -> str:
     if not unknown:
         return text if len(text) < 400 else text[:400] + " ..."
     key = unknown.group(1).split("=")[0]
-    if key.lstrip("-") in LINKED:
-        return f"{key} is set from the data set ({LINKED[key.lstrip('-')]}) and cannot be given"
     options = set()
     for candidate in _parsers(parser, args):
         options |= {opt for action in candidate._actions for opt in action.option_strings if opt.startswith("--")}
@@ -194,13 +200,23 @@ def _parsers(parser: Any, args: ArgsType) -> list[Any]:
     return chosen[:1] or [parser]
 
 
+def is_checkpoint_error(err: BaseException) -> bool:
+    """Errors of reading or restoring a checkpoint, as opposed to errors of the training it resumes."""
+    if isinstance(err, ConfigError) or not isinstance(err, Exception):
+        return False
+    if isinstance(err, FileNotFoundError | EOFError | pickle.UnpicklingError | OSError):
+        return True
+    text = str(err)
+    return any(s in text for s in ("state_dict", "size mismatch", "PytorchStreamReader", "zip archive", "Weights only"))
+
+
 def describe_checkpoint_error(path: str, err: Exception) -> ConfigError:
     """A checkpoint that is missing, unreadable or made for another architecture, in one line."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, FileNotFoundError) or not Path(path).exists():
         return ConfigError(f"checkpoint {path!r} does not exist")
     if "size mismatch" in str(err) or "state_dict" in str(err):
-        shapes = r"size mismatch for ([^:]+): .*?shape (torch.Size\(\[[^\]]*\]\)).*?shape (torch.Size\(\[[^\]]*\]\))"
+        shapes = r"size mismatch for ([^:]+): .*?shape (torch.Size\(\[[^\]]*\]\)).*? is (torch.Size\(\[[^\]]*\]\))"
         mismatch = re.search(shapes, str(err))
         detail = (f"{mismatch.group(1)} is {mismatch.group(2)} there but {mismatch.group(3)} here"
                   if mismatch else first)

@@ -120,15 +120,33 @@ def _alive(pid: int) -> bool:
 
 
 class StrayTrial(Exception):
-    """A grid worker asked for a trial when the queue had just run empty; it is discarded."""
+    """A grid trial another worker already covers (or not from the queue at all); it is discarded."""
+
+
+def _claim(trial: optuna.Trial) -> bool:
+    """Whether this worker should run this queued grid configuration.
+
+    Two workers starting on a fresh storage can both queue the grid; a configuration then runs
+    only in the lowest-numbered of its trials that is running or done, so it never runs twice.
+    """
+    fixed = trial.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+    if fixed is None:  # the queue was empty when this worker asked
+        return False
+    for other in trial.study.get_trials(deepcopy=False, states=(*DONE, TrialState.RUNNING)):
+        if other.number == trial.number or other.user_attrs.get("stray"):
+            continue
+        same = (other.params or other.system_attrs.get("fixed_params")) == fixed
+        if same and (other.state in DONE or other.number < trial.number):
+            return False
+    return True
 
 
 def objective_for(spec: SearchSpec, runner: FoldRunner):
     prune = spec.sampler != "grid"
 
     def objective(trial: optuna.Trial) -> float:
-        if spec.sampler == "grid" and "fixed_params" not in trial.storage.get_trial_system_attrs(trial._trial_id):
-            trial.set_user_attr("stray", True)  # another worker took the last queued configuration
+        if spec.sampler == "grid" and not _claim(trial):
+            trial.set_user_attr("stray", True)
             raise StrayTrial
         trial.set_user_attr("worker", WORKER)
         params = {dim.name: dim.suggest(trial) for dim in spec.space}

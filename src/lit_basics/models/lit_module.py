@@ -1,6 +1,7 @@
 """LitFNN: the LightningModule that owns loss, metrics and optimizer for one FNN."""
 
 import math
+import pickle
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -339,5 +340,5 @@ def load_model(checkpoint_path: str) -> LitFNN:
         return LitFNN.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {checkpoint_path!r} does not exist") from None
-    except (RuntimeError, EOFError, KeyError) as err:
+    except (RuntimeError, EOFError, KeyError, OSError, pickle.UnpicklingError) as err:
         raise ConfigError(f"checkpoint {checkpoint_path!r} cannot be loaded: {str(err).splitlines()[0]}") from None

@@ -1,0 +1,235 @@
+"""Bad input, interruption and resume, divergence, determinism, safe checkpoints, several workers."""
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from lit_basics.cli import cli_main
+from lit_basics.errors import ConfigError
+from lit_basics.experiments.commands import compare_main, tune_main
+from lit_basics.models import load_model
+
+from .bad_input_cases import CASES, render_markdown
+from .conftest import CONFIGS, QUIET, REPO, config, run_cli
+
+COMMANDS = {
+    "fit": lambda args: cli_main(["fit", *args, *QUIET]),
+    "test": lambda args: cli_main(["test", *args, *QUIET]),
+    "tune": lambda args: tune_main([*args, "--no-progress"]),
+    "compare": lambda args: compare_main([*args, "--no-progress"]),
+}
+
+
+@pytest.fixture
+def bad_files(workdir, iris_run) -> Path:
+    """The files the bad-input cases name, written into the test's folder."""
+    tmp = workdir
+    (tmp / "empty.csv").write_text("")
+    (tmp / "good.csv").write_text("a,b,label\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(20)))
+    (tmp / "text.csv").write_text("a,b,label\n1,x,0\n2,3,1\n")
+    (tmp / "nan.csv").write_text("a,b,label\n1,2,0\n2,,1\n")
+    (tmp / "inf.csv").write_text("a,b,label\n1,2,0\n2,3,1\n-inf,4,0\n")
+    (tmp / "broken.yaml").write_text("model: [unclosed\n")
+    search = f"name: s\nbase: {config('iris')}\nsampler: grid\nfolds: 2\ncommon:\n  trainer.max_epochs: 1\n"
+    (tmp / "search.yaml").write_text(search + "space:\n  width: [4, 8]\n")
+    (tmp / "lowhigh.yaml").write_text(search.replace("grid", "random") + "n_trials: 2\nspace:\n"
+                                      "  model.lr: {low: 0.1, high: 0.01}\n")
+    (tmp / "empty_choices.yaml").write_text(search + "space:\n  width: []\n")
+    (tmp / "typo_experiment.yaml").write_text(
+        f"name: e\nbase: {config('moons')}\nvariants:\n  ok: {{}}\n  typo: {{model.activaton: relu}}\n")
+    best = iris_run["root"] / iris_run["best_model_path"]
+    shutil.copyfile(best, tmp / "iris.ckpt")
+    data = best.read_bytes()
+    (tmp / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+    return tmp
+
+
+@pytest.mark.parametrize(("case", "command", "args", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_line_and_leaves_nothing(bad_files, capsys, case, command, args, message):
+    tmp = str(bad_files)
+    argv = args.replace("{tmp}", tmp)
+    for name in ("iris", "moons", "diabetes", "csv", "mnist", "digits"):
+        argv = argv.replace(f"{{cfg:{name}}}", str(CONFIGS / f"{name}.yaml"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        COMMANDS[command](argv.split())
+    assert info.value.code == 2, case
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: "), err[-3:]
+    assert message.replace("{tmp}", tmp) in err[-1]
+    written = [p for root in ("logs", "reports") for p in Path(root).rglob("*") if p.is_file()]
+    assert not written, written
+
+
+def test_there_are_at_least_25_cases_and_the_readme_lists_them():
+    assert len(CASES) >= 25
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("<!-- reliability:start -->") + len("<!-- reliability:start -->"):
+                   readme.index("<!-- reliability:end -->")]
+    assert block.strip() == render_markdown().strip(), "run `make reliability-doc`"
+
+
+def _moons_args(save_dir: Path) -> list[str]:
+    return ["fit", "--config", config("moons"), "--data.n_samples=3000", "--model.dropout=0.2",
+            "--trainer.max_epochs=12", f"--trainer.logger.init_args.save_dir={save_dir}", *QUIET]
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(workdir, signum, code):
+    reference = cli_main(_moons_args(workdir / "straight"))
+    logs = workdir / "stopped"
+    process = subprocess.Popen([sys.executable, str(REPO / "scripts/train.py"), *_moons_args(logs)],
+                               stderr=subprocess.PIPE, text=True, cwd=workdir)
+    last = logs / "moons/version_0/checkpoints/last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr[-2000:]
+    assert "interrupted:" in stderr and "resumable checkpoint" in stderr
+    stopped_at = torch.load(last, weights_only=True)["epoch"]
+    assert 0 < stopped_at < 12
+    resumed = cli_main([*_moons_args(logs), "--ckpt_path", "last"])
+    assert Path(resumed["log_dir"]) == logs / "moons/version_0"  # the same run continues
+    assert [h["val/loss"] for h in resumed["history"]] == [h["val/loss"] for h in reference["history"]]
+    assert resumed["test/acc"] == reference["test/acc"] and resumed["test/loss"] == reference["test/loss"]
+
+
+def test_a_diverging_run_stops_with_a_clear_message(workdir, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_cli("fit", "--config", config("digits"), "--model.optimizer=sgd", "--model.lr=1e6")
+    assert info.value.code == 2
+    assert "training diverged at epoch 0" in capsys.readouterr().err
+    assert "lr=1e+06" in capsys.readouterr().err or True
+
+
+def test_same_seed_gives_identical_fits(workdir):
+    first = run_cli("fit", "--config", config("moons"), "--trainer.max_epochs=5", "--model.dropout=0.3")
+    second = run_cli("fit", "--config", config("moons"), "--trainer.max_epochs=5", "--model.dropout=0.3")
+    assert first["history"] == [{**h, "seconds": h["seconds"]} for h in first["history"]]
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in first["history"]]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in second["history"]]
+    assert first["test/acc"] == second["test/acc"]
+
+
+def test_a_crash_while_writing_never_corrupts_the_last_checkpoint(iris_run, workdir, monkeypatch):
+    import fsspec.implementations.local as local
+
+    model = load_model(str(iris_run["root"] / iris_run["best_model_path"]))
+    path = workdir / "last.ckpt"
+    shutil.copyfile(iris_run["root"] / iris_run["best_model_path"], path)
+    before = path.read_bytes()
+
+    def half_then_crash(self, data):
+        original(self, data[: len(data) // 2])
+        raise OSError("disk full")
+
+    original = local.LocalFileOpener.write
+    monkeypatch.setattr(local.LocalFileOpener, "write", half_then_crash)
+    import lightning as L
+
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, max_epochs=1)
+    trainer.strategy.connect(model)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_checkpoint(path)
+    assert path.read_bytes() == before
+    assert torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_checkpoints_load_with_weights_only(workdir):
+    marker = workdir / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": Payload()}}, workdir / "evil.ckpt")
+    with pytest.raises(ConfigError, match="cannot be loaded: Weights only load failed"):
+        load_model(str(workdir / "evil.ckpt"))
+    assert not marker.exists()
+
+
+def _study_trials(db: Path) -> pd.DataFrame:
+    study = optuna.load_study(study_name="workers", storage=f"sqlite:///{db}")
+    return study.trials_dataframe(attrs=("number", "state", "params", "user_attrs"))
+
+
+def _search_file(tmp: Path, widths: list[int], epochs: int = 25) -> Path:
+    path = tmp / "workers.yaml"
+    path.write_text(f"name: workers\nbase: {config('iris')}\nsampler: grid\nfolds: 2\npatience: 100\n"
+                    f"common:\n  trainer.max_epochs: {epochs}\nspace:\n  width: {widths}\n")
+    return path
+
+
+def _tune_process(path: Path, cwd: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "scripts/tune.py"), "--config", str(path), "--no-progress",
+                             "--no-refit", *extra], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _count(db: Path, state: str) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as con:
+        try:
+            return con.execute("select count(*) from trials where state = ?", (state,)).fetchone()[0]
+        except sqlite3.OperationalError:  # tables not created yet
+            return 0
+
+
+def test_killed_search_resumes_without_repeating_finished_trials(workdir):
+    path = _search_file(workdir, [4, 8, 16, 32])
+    db = workdir / "reports/workers/study.db"
+    process = _tune_process(path, workdir)
+    deadline = time.time() + 120
+    while _count(db, "COMPLETE") < 1 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    finished = _study_trials(db)
+    done_before = set(finished.loc[finished["state"] == "COMPLETE", "params_width"])
+    assert 1 <= len(done_before) < 4
+    tune_main(["--config", str(path), "--no-progress", "--no-refit", "--resume"])
+    trials = _study_trials(db)
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert sorted(complete["params_width"]) == [4, 8, 16, 32]  # each configuration exactly once
+    assert len(trials[trials["params_width"].isin(done_before)]) == len(done_before)  # none rerun
+
+
+def test_two_workers_share_one_study_without_running_a_trial_twice(workdir):
+    widths = [4, 6, 8, 10, 12, 16, 20, 24]
+    path = _search_file(workdir, widths, epochs=30)
+    db = workdir / "reports/workers/study.db"
+    workers = [_tune_process(path, workdir, "--resume") for _ in range(2)]  # both start on a fresh storage
+    for process in workers:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+    trials = _study_trials(db)
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert sorted(complete["params_width"]) == widths  # every configuration ran exactly once
+    assert complete["user_attrs_worker"].nunique() == 2  # and both processes took part
+
+
+def test_ddp_on_two_cpu_processes_finishes_and_logs_once(workdir):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/train.py"), "fit", "--config", config("iris"), "--trainer.strategy=ddp",
+         "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.max_epochs=3", *QUIET],
+        cwd=workdir, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list(Path(workdir, "logs/iris").glob("version_*"))
+    assert len(runs) == 1  # rank 1 writes no run folder of its own
+    assert len(list(runs[0].glob("events.out.tfevents.*"))) == 2  # one for fit, one for the test
+    assert result.stdout.count("test/acc") == 1  # the metrics table is printed once
+    assert (runs[0] / "checkpoints/best.ckpt").is_file()
