@@ -57,6 +57,8 @@ CASES = [
     ("search space low > high", "tune", "--config {tmp}/lowhigh.yaml", "search dimension 'model.lr' has low=0.1 > high=0.01"),
     ("search space empty choice list", "tune", "--config {tmp}/empty_choices.yaml",
      "search dimension 'width' has an empty choice list"),
+    ("search storage URL that cannot be opened", "tune", "--config {tmp}/search.yaml --storage nosuchdb://host/db",
+     "storage 'nosuchdb://host/db' cannot be opened: Can't load plugin: sqlalchemy.dialects:nosuchdb"),
     ("experiment with an unknown variant key", "compare", "--config {tmp}/typo_experiment.yaml",
      "variant 'typo': --model.activaton is not an argument; did you mean --model.activation?"),
 ]

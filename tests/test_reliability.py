@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def test_bad_input_gives_one_line_and_leaves_nothing(bad_files, capsys, case, co
     assert message.replace("{tmp}", tmp) in err[-1]
     written = [p for root in ("logs", "reports") for p in Path(root).rglob("*") if p.is_file()]
     assert not written, written
+    assert not Path("reports").exists()
 
 
 def test_there_are_at_least_25_cases_and_the_readme_lists_them():
@@ -233,3 +235,55 @@ def test_ddp_on_two_cpu_processes_finishes_and_logs_once(workdir):
     assert len(list(runs[0].glob("events.out.tfevents.*"))) == 2  # one for fit, one for the test
     assert result.stdout.count("test/acc") == 1  # the metrics table is printed once
     assert (runs[0] / "checkpoints/best.ckpt").is_file()
+
+
+def _postgres_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throw-away PostgreSQL server on a Unix socket (no TCP), for the several-machines storage."""
+    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL is not installed here (.ci/run installs Debian's postgresql)")
+    pytest.importorskip("psycopg2", reason="psycopg2 is needed for a postgresql:// storage")
+    root = Path(tempfile.mkdtemp(prefix="lit_basics_pg_"))  # pytest's tmp is closed to the postgres user
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    run_as = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: use the package's postgres user
+        run_as = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    try:
+        subprocess.run([*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"], check=True,
+                       capture_output=True, timeout=120)
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                        f"-k {sockets} -p 54329 -c listen_addresses=''", "start"], check=True, capture_output=True,
+                       timeout=120)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, FileNotFoundError) as err:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"PostgreSQL could not start here: {err}")
+    try:
+        yield f"postgresql+psycopg2://postgres@/postgres?host={sockets}&port=54329"
+    finally:
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_workers_share_a_study_on_a_postgresql_server(workdir, postgres_url):
+    widths = [4, 6, 8, 10, 12, 16]
+    path = _search_file(workdir, widths, epochs=30)
+    workers = [_tune_process(path, workdir, "--resume", "--storage", postgres_url) for _ in range(2)]
+    for process in workers:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name="workers", storage=postgres_url)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert sorted(t.params["width"] for t in complete) == widths
+    assert len({t.user_attrs["worker"] for t in complete}) == 2

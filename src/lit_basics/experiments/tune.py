@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from rich.progress import Progress
 
 from lit_basics.engine.runtime import machine_description
+from lit_basics.errors import ConfigError
 from lit_basics.experiments import search_plots, search_report
 from lit_basics.experiments.folds import FoldResult, FoldRunner, LightningFolds, fold_args
 from lit_basics.experiments.runs import check_args, fit
@@ -52,18 +53,28 @@ def open_study(spec: SearchSpec, storage: str, resume: bool) -> optuna.Study:
     take queued trials one at a time (the storage hands each to one worker only), so several
     `tune.py --resume` processes on one storage never run a configuration twice.
     """
-    if not resume:
-        with contextlib.suppress(KeyError):  # KeyError: no such study yet
-            optuna.delete_study(study_name=spec.name, storage=storage)
     pruner = optuna.pruners.NopPruner() if spec.sampler == "grid" else optuna.pruners.MedianPruner(n_startup_trials=3)
-    study = optuna.create_study(
-        study_name=spec.name,
-        storage=storage,
-        sampler=make_sampler(spec),
-        pruner=pruner,
-        direction="maximize",
-        load_if_exists=True,
-    )
+    for attempt in range(5):
+        try:
+            if not resume:
+                with contextlib.suppress(KeyError):  # KeyError: no such study yet
+                    optuna.delete_study(study_name=spec.name, storage=storage)
+            study = optuna.create_study(
+                study_name=spec.name,
+                storage=storage,
+                sampler=make_sampler(spec),
+                pruner=pruner,
+                direction="maximize",
+                load_if_exists=True,
+            )
+            break
+        except Exception as err:  # workers starting together on a fresh database race to create its tables
+            retriable = "sqlalchemy" in type(err).__module__ and "NoSuchModule" not in type(err).__name__
+            if retriable and attempt < 4:
+                time.sleep(0.5 + attempt)
+                continue
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"storage {storage!r} cannot be opened: {first}") from None
     fail_dead_trials(study)
     if spec.sampler == "grid":
         enqueue_grid(study, spec)
@@ -211,9 +222,16 @@ def run_search(
     validate_search(spec)
     started = time.perf_counter()
     out = Path(reports) / spec.name
+    created = [folder for folder in (out, out.parent) if not folder.exists()]
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    study = open_study(spec, storage, resume)
+    try:
+        study = open_study(spec, storage, resume)
+    except ConfigError:
+        for folder in created:  # leave no empty report folder behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     runner = runner or LightningFolds(spec.folds, spec.seed, spec.patience)
     total = target_trials(spec)
     with Progress(disable=not progress, transient=True) as bar:
