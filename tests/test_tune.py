@@ -97,7 +97,7 @@ def test_resume_after_an_interruption_completes_without_repeating(workdir, monke
     calls = []
     real = LightningFolds.fit_folds
 
-    def interrupted(self, args, on_fold):
+    def interrupted(self, args, on_fold, params=None):
         calls.append(args)
         if len(calls) == 2:
             raise KeyboardInterrupt  # Ctrl-C in the middle of the second configuration
@@ -105,10 +105,10 @@ def test_resume_after_an_interruption_completes_without_repeating(workdir, monke
 
     monkeypatch.setattr(LightningFolds, "fit_folds", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _tune(path, "--no-refit")
-    monkeypatch.setattr(LightningFolds, "fit_folds", lambda self, args, on_fold: (calls.append(args),
-                                                                                   real(self, args, on_fold))[1])
-    _tune(path, "--no-refit", "--resume")
+        _tune(path, "--no-refit", "--engine", "lightning")
+    monkeypatch.setattr(LightningFolds, "fit_folds", lambda self, args, on_fold, params=None: (
+        calls.append(args), real(self, args, on_fold))[1])
+    _tune(path, "--no-refit", "--resume", "--engine", "lightning")
     trials = pd.read_csv(workdir / "reports/tiny_search/trials.csv")
     complete = trials[trials["state"] == "complete"]
     assert sorted(complete["width"]) == [4, 8, 16]
@@ -152,7 +152,7 @@ def test_same_seed_gives_the_same_search(workdir):
 
 def test_engine_interface_is_pluggable(workdir):
     class Constant:
-        def fit_folds(self, args, on_fold):
+        def fit_folds(self, args, on_fold, params=None):
             width = int(next(a for a in args if a.startswith("--model.hidden_sizes")).split("[")[1].split("]")[0])
             results = []
             for fold in range(2):
@@ -166,3 +166,32 @@ def test_engine_interface_is_pluggable(workdir):
     out = tune.run_search(load_search(_search(workdir)), refit=False, progress=False, runner=Constant())
     trials = pd.read_csv(out / "trials.csv")
     assert trials.sort_values("width")["mean"].tolist() == [0.04, 0.08]
+
+
+@pytest.mark.parametrize("engine", ["batched", "lightning"])
+def test_both_engines_run_the_same_search_outputs(workdir, engine):
+    out = _tune(_search(workdir), "--no-refit", "--engine", engine)
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 2 and set(trials["state"]) == {"complete"}
+    assert trials[["fold_0", "fold_1"]].notna().all().all()
+
+
+def test_batched_and_lightning_engines_pick_the_same_best_configuration(workdir):
+    space = ("space:\n  depth: [1]\n  width: [2, 64]\n  model.lr: [0.0001, 0.03]\n"
+             "  data.init_args.batch_size: [16]\n")
+    path = _search(workdir, space, folds=3)
+    path.write_text(path.read_text().replace("trainer.max_epochs: 2", "trainer.max_epochs: 30"))
+    ranking = {}
+    for engine in ("batched", "lightning"):
+        trials = pd.read_csv(_tune(path, "--no-refit", "--engine", engine) / "trials.csv")
+        ordered = trials.sort_values("mean", ascending=False)
+        ranking[engine] = list(zip(ordered["width"], ordered["lr"], strict=True))
+        assert set(ranking[engine][:2]) == {(2, 0.03), (64, 0.03)}  # lr 1e-4 is far too slow in 30 epochs
+    assert ranking["batched"][0] == ranking["lightning"][0]
+
+
+def test_batched_engine_rejects_what_it_cannot_vary(workdir, capsys):
+    space = "space:\n  data.init_args.val_fraction: [0.2, 0.3]\n"
+    with pytest.raises(SystemExit):
+        _tune(_search(workdir, space), "--engine", "batched")
+    assert "--engine batched cannot vary 'data.init_args.val_fraction'" in capsys.readouterr().err

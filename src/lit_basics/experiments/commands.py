@@ -74,6 +74,9 @@ def tune_main(argv: Sequence[str] | None = None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override for every fit, e.g. --set trainer.max_epochs=5")
     parser.add_argument("--no-refit", action="store_true", help="skip retraining the best configuration")
+    parser.add_argument("--engine", default="batched",
+                        help="batched (folds x configurations trained as one program, default) or lightning "
+                             "(one Lightning fit per fold)")
     parser.add_argument("--logs", default="logs")
     parser.add_argument("--reports", default="reports")
     parser.add_argument("--no-progress", action="store_true")
@@ -86,7 +89,7 @@ def tune_main(argv: Sequence[str] | None = None):
         spec = load_search(args.config, sampler=args.sampler, n_trials=args.n_trials, folds=args.folds,
                            extra=_overrides(args.set))
         out = run_search(spec, reports=args.reports, logs=args.logs, storage=args.storage, resume=args.resume,
-                         refit=not args.no_refit, progress=not args.no_progress)
+                         refit=not args.no_refit, progress=not args.no_progress, engine=args.engine)
     except ConfigError as err:
         _fail(err)
     markdown = (out / "summary.md").read_text()

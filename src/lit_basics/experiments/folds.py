@@ -1,8 +1,9 @@
 """Fit one configuration on each of k folds: the loop a k-fold search repeats for every trial.
 
 `LightningFolds` runs each fold as a normal Lightning fit on the in-memory fast path, without
-loggers, checkpoints or progress bars. Another engine (many folds as one batched program) can
-take its place: `tune.py` only calls `fit_folds(args, on_fold)`.
+loggers, checkpoints or progress bars. `BatchedFolds` (batched_folds.py) trains many folds and
+configurations as one batched program; `tune.py` only calls `fit_folds(args, on_fold, params)`
+and, for a grid on the batched engine, `fit_many(configs)`.
 """
 
 import time
@@ -27,7 +28,8 @@ class FoldResult:
 
 
 class FoldRunner(Protocol):
-    def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None]) -> list[FoldResult]: ...
+    def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None],
+                  params: dict | None = None) -> list[FoldResult]: ...
 
 
 def fold_args(folds: int, fold: int, seed: int, patience: int) -> list[str]:
@@ -53,7 +55,8 @@ class LightningFolds:
     def __init__(self, folds: int, seed: int = 0, patience: int = 10) -> None:
         self.folds, self.seed, self.patience = folds, seed, patience
 
-    def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None]) -> list[FoldResult]:
+    def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None],
+                  params: dict | None = None) -> list[FoldResult]:
         results = []
         with quiet_lightning():
             cli = LitBasicsCLI(args=[*args, *fold_args(self.folds, 0, self.seed, self.patience)], run=False)

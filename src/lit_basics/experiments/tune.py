@@ -16,13 +16,15 @@ from optuna.trial import TrialState
 from rich.progress import Progress
 
 from lit_basics.engine.runtime import machine_description
-from lit_basics.errors import ConfigError
+from lit_basics.errors import ConfigError, check_choice
 from lit_basics.experiments import search_plots, search_report
+from lit_basics.experiments.batched_folds import BatchedFolds
 from lit_basics.experiments.folds import FoldResult, FoldRunner, LightningFolds, fold_args
 from lit_basics.experiments.runs import check_args, fit
 from lit_basics.experiments.search_space import SearchSpec, grid_size
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+ENGINES = ("batched", "lightning")
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -174,7 +176,7 @@ def objective_for(spec: SearchSpec, runner: FoldRunner):
 
         started = time.perf_counter()
         try:
-            runner.fit_folds(spec.run_args(params), on_fold)
+            runner.fit_folds(spec.run_args(params), on_fold, params)
         finally:
             trial.set_user_attr("fit_seconds", time.perf_counter() - started)
             trial.set_user_attr("std", statistics.pstdev(scores) if len(scores) > 1 else 0.0)
@@ -208,6 +210,39 @@ def target_trials(spec: SearchSpec) -> int:
     return grid_size(spec) if spec.sampler == "grid" else int(spec.n_trials)
 
 
+def run_grid_batched(study: optuna.Study, spec: SearchSpec, runner: BatchedFolds, show, max_configs: int = 64
+                     ) -> None:
+    """Take queued grid configurations in rounds and train each round's folds x configurations at once."""
+    while True:
+        claimed = []
+        while len(claimed) < max_configs and study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            trial = study.ask()
+            if not _claim(trial):
+                trial.set_user_attr("stray", True)
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            trial.set_user_attr("worker", WORKER)
+            claimed.append((trial, {dim.name: dim.suggest(trial) for dim in spec.space}))
+        if not claimed:
+            return
+        for (trial, _), results in zip(claimed, runner.fit_many([p for _, p in claimed]), strict=True):
+            scores = [r.score for r in results]
+            for r in results:
+                trial.set_user_attr(f"fold_{r.fold}", r.score)
+                trial.set_user_attr(f"best_epoch_{r.fold}", r.best_epoch)
+            trial.set_user_attr("fit_seconds", sum(r.seconds for r in results))
+            trial.set_user_attr("std", statistics.pstdev(scores))
+            study.tell(trial, statistics.fmean(scores))
+            show(study, None)
+
+
+def make_runner(spec: SearchSpec, engine: str) -> FoldRunner:
+    check_choice("engine", engine, ENGINES)
+    if engine == "batched":
+        return BatchedFolds(spec.run_args({}), spec.folds, spec.seed, spec.patience)
+    return LightningFolds(spec.folds, spec.seed, spec.patience)
+
+
 def run_search(
     spec: SearchSpec,
     reports: str = "reports",
@@ -217,6 +252,7 @@ def run_search(
     refit: bool = True,
     progress: bool = True,
     runner: FoldRunner | None = None,
+    engine: str = "batched",
 ) -> Path:
     """Run (or continue) the search, then write trials.csv, summary.md, figures, best.yaml."""
     validate_search(spec)
@@ -232,12 +268,15 @@ def run_search(
             if folder.exists() and not any(folder.iterdir()):
                 folder.rmdir()
         raise
-    runner = runner or LightningFolds(spec.folds, spec.seed, spec.patience)
+    runner = runner or make_runner(spec, engine)
     total = target_trials(spec)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{spec.name}: trials x {spec.folds} folds", total=total, completed=count_done(study))
         show = lambda s, t: bar.update(task, completed=count_done(s))  # noqa: E731
-        optimize_until_done(study, objective_for(spec, runner), total, [show], grid=spec.sampler == "grid")
+        if spec.sampler == "grid" and isinstance(runner, BatchedFolds):
+            run_grid_batched(study, spec, runner, show)
+        else:
+            optimize_until_done(study, objective_for(spec, runner), total, [show], grid=spec.sampler == "grid")
     test_metrics = refit_best(spec, study, out, logs) if refit else None
     trials = search_report.trials_table(study, spec)
     trials.to_csv(out / "trials.csv", index=False)

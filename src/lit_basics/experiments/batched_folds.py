@@ -1,0 +1,108 @@
+"""k-fold search fits on the batched engine: all folds of many configurations as one program.
+
+Configurations are grouped by what must be equal inside one stacked network (architecture,
+activation, loss, optimizer, batch size, epochs); each group trains folds x configurations
+models at once, in chunks of at most `max_models`. Values that may differ per model (learning
+rate, weight decay, L1, dropout, momentum) do not split groups.
+"""
+
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from lit_basics.engine.batched import ModelSpec
+from lit_basics.engine.batched_fit import fit_group
+from lit_basics.errors import ConfigError
+from lit_basics.experiments.folds import FoldResult, fold_args
+from lit_basics.experiments.runs import check_args
+
+PER_MODEL = ("lr", "weight_decay", "l1", "dropout", "momentum")
+SHARED = ("hidden_sizes", "activation", "leaky_relu_alpha", "loss", "optimizer", "batch_size", "max_epochs")
+
+
+class BatchedFolds:
+    """Fits configurations given as `train.py` arguments; the base config is parsed only once."""
+
+    def __init__(self, base_args: list[str], folds: int, seed: int = 0, patience: int = 10,
+                 max_models: int = 256) -> None:
+        self.folds, self.seed, self.patience, self.max_models = folds, seed, patience, max_models
+        cli = check_args("batched engine", [*base_args, *fold_args(folds, 0, seed, patience)])
+        datamodule, model = cli.datamodule, cli.model
+        if model.hparams.task != "classification" or not hasattr(datamodule, "fold_indices"):
+            raise ConfigError("--engine batched supports in-memory classification data; use --engine lightning")
+        self.base = {**dict(model.hparams), "batch_size": datamodule.batch_size,
+                     "max_epochs": cli.trainer.max_epochs}
+        x, y = datamodule.arrays
+        self.folds_rows = datamodule.fold_indices(y)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        scaled = []
+        for train, _ in self.folds_rows:  # standardise each fold with its own training rows, once
+            mean, std = datamodule.fit_scaler(x[train])
+            scaled.append(torch.as_tensor((x - mean) / std))
+        self.x = torch.stack(scaled).to(device)  # (folds, rows, features)
+        self.y = torch.as_tensor(y).to(device)
+        self.num_classes = datamodule.num_classes
+
+    def settings(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The base hyperparameters with one configuration's searched values."""
+        out = dict(self.base)
+        for key, value in params.items():
+            name = key.rsplit(".", 1)[-1]
+            if key in ("depth", "width"):
+                continue
+            if key.startswith("model.") or key in ("data.init_args.batch_size", "trainer.max_epochs"):
+                out[name] = value
+            else:
+                raise ConfigError(f"--engine batched cannot vary {key!r}; use --engine lightning")
+        if "depth" in params or "width" in params:
+            out["hidden_sizes"] = [int(params.get("width", 64))] * int(params.get("depth", 2))
+        return out
+
+    def fit_many(self, configs: list[dict[str, Any]]) -> list[list[FoldResult]]:
+        """Fold results for each configuration (given as searched parameters), in order."""
+        settings = [self.settings(params) for params in configs]
+        groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)  # group key -> [(config, fold)]
+        for c, s in enumerate(settings):
+            key = tuple(str(s[k]) for k in SHARED)
+            groups[key] += [(c, f) for f in range(self.folds)]
+        results: list[list[FoldResult | None]] = [[None] * self.folds for _ in configs]
+        for members in groups.values():
+            for start in range(0, len(members), self.max_models):
+                self._fit_chunk(members[start : start + self.max_models], settings, configs, results)
+        return results  # type: ignore[return-value]
+
+    def _fit_chunk(self, members, settings, configs, results) -> None:
+        first = settings[members[0][0]]
+        specs = [
+            ModelSpec(
+                train_rows=torch.as_tensor(self.folds_rows[f][0]),
+                val_rows=torch.as_tensor(self.folds_rows[f][1]),
+                fold=f,
+                seed=self.seed + f + zlib.crc32(repr(sorted(configs[c].items())).encode()) % 1_000_000,
+                **{k: float(settings[c][k]) for k in PER_MODEL},
+            )
+            for c, f in members
+        ]
+        started = time.perf_counter()
+        out = fit_group(self.x, self.y, specs, list(first["hidden_sizes"]), self.num_classes,
+                        activation=first["activation"], alpha=first["leaky_relu_alpha"], loss=first["loss"],
+                        optimizer=first["optimizer"], batch_size=int(first["batch_size"]),
+                        max_epochs=int(first["max_epochs"]), patience=self.patience)
+        seconds = (time.perf_counter() - started) / len(members)
+        for i, (c, f) in enumerate(members):
+            results[c][f] = FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
+                                       best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds)
+
+    def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None], params: dict[str, Any] | None = None
+                  ) -> list[FoldResult]:
+        """FoldRunner interface: one configuration, its folds as one batched group."""
+        if params is None:
+            raise ConfigError("--engine batched needs the searched parameters of the trial")
+        results = self.fit_many([params])[0]
+        for result in results:
+            on_fold(result)
+        return results
