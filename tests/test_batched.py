@@ -58,3 +58,22 @@ def test_inactive_models_do_not_move():
     opt.step(grads, torch.tensor([True, False]))
     for p, b in zip(batched.parameters, before, strict=True):
         assert not torch.equal(p[0], b[0]) and torch.equal(p[1], b[1])
+
+
+def test_padded_narrow_models_train_as_if_alone():
+    from lit_basics.engine.batched import ModelSpec
+    from lit_basics.engine.batched_fit import fit_group
+
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 120, 4), torch.randint(0, 3, (120,))
+    rows = torch.arange(120)
+
+    def spec(seed: int) -> ModelSpec:
+        return ModelSpec(train_rows=rows[:90], val_rows=rows[90:], lr=0.01, seed=seed)
+
+    together = fit_group(x, y, [spec(1), spec(2)], [[4, 3], [9, 7]], 3, batch_size=16, max_epochs=5)
+    alone = [fit_group(x, y, [spec(s)], [w], 3, batch_size=16, max_epochs=5) for s, w in ((1, [4, 3]), (2, [9, 7]))]
+    for i, single in enumerate(alone):
+        for a, b in zip(together.history[i], single.history[0], strict=True):
+            assert a["val/loss"] == pytest.approx(b["val/loss"], abs=1e-5)
+            assert a["train/loss"] == pytest.approx(b["train/loss"], abs=1e-5)

@@ -48,32 +48,81 @@ class GroupResult:
 
 
 class BatchedMLP:
-    """M stacked MLPs `[input_dim, *hidden_sizes, output_dim]`; weights (M, in, out), biases (M, 1, out)."""
+    """M stacked MLPs `[input_dim, *hidden_sizes, output_dim]` whose parameters live in one (M, P) tensor.
 
-    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], activation: str, alpha: float,
+    Weights are views (M, in, out) and biases (M, 1, out) of that tensor, so autograd yields one
+    gradient and an optimizer step is a handful of operations whatever the depth.
+    """
+
+    def __init__(self, flat: torch.Tensor, sizes: list[int], activation: str, alpha: float,
                  dropout: torch.Tensor) -> None:
-        self.weights = [w.detach().clone().requires_grad_(True) for w in weights]
-        self.biases = [b.detach().clone().requires_grad_(True) for b in biases]
+        self.flat = flat.detach().clone().requires_grad_(True)  # (M, P)
+        self.sizes = sizes
         self.activation = make_activation(activation, alpha=alpha)
         self.dropout = dropout  # (M,) drop probability per model
+        self.layout: list[tuple[int, int, int]] = []  # (offset, fan_in, fan_out) per layer
+        offset = 0
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            self.layout.append((offset, fan_in, fan_out))
+            offset += fan_in * fan_out + fan_out
+        self.param_mask = torch.ones_like(self.flat[:1])  # set per model by from_modules when padded
+        self.weight_mask = torch.zeros(1, offset, dtype=flat.dtype, device=flat.device)
+        for start, fan_in, fan_out in self.layout:
+            self.weight_mask[:, start : start + fan_in * fan_out] = 1.0  # where L2 and L1 apply
 
     @classmethod
     def from_modules(cls, modules: list[FNN], activation: str, alpha: float = 0.01,
                      dropout: torch.Tensor | None = None) -> "BatchedMLP":
-        """Stack the parameters of M FNNs (same sizes) into one batched network."""
-        linears = [[m for m in module.net if isinstance(m, torch.nn.Linear)] for module in modules]
-        weights = [torch.stack([layers[i].weight.T for layers in linears]) for i in range(len(linears[0]))]
-        biases = [torch.stack([layers[i].bias.unsqueeze(0) for layers in linears]) for i in range(len(linears[0]))]
+        """Stack M FNNs of one depth; narrower layers are zero-padded to the widest and stay zero.
+
+        A padded unit has no incoming or outgoing weights, so it changes nothing: models of several
+        widths train as one group (fewer, larger groups are what makes batching pay).
+        """
+        layers = [[m for m in module.net if isinstance(m, torch.nn.Linear)] for module in modules]
+        sizes = [max(ls[0].in_features for ls in layers)]
+        sizes += [max(ls[i].out_features for ls in layers) for i in range(len(layers[0]))]
+        rows, masks = [], []
+        for linears in layers:
+            values, mask = [], []
+            for layer, fan_in, fan_out in zip(linears, sizes[:-1], sizes[1:], strict=True):
+                w, w_mask = torch.zeros(fan_in, fan_out), torch.zeros(fan_in, fan_out)
+                w[: layer.in_features, : layer.out_features] = layer.weight.detach().T
+                w_mask[: layer.in_features, : layer.out_features] = 1.0
+                b, b_mask = torch.zeros(fan_out), torch.zeros(fan_out)
+                b[: layer.out_features] = layer.bias.detach()
+                b_mask[: layer.out_features] = 1.0
+                values += [w.flatten(), b]
+                mask += [w_mask.flatten(), b_mask]
+            rows.append(torch.cat(values))
+            masks.append(torch.cat(mask))
         dropout = torch.zeros(len(modules)) if dropout is None else dropout
-        return cls(weights, biases, activation, alpha, dropout.to(weights[0].device))
+        net = cls(torch.stack(rows), sizes, activation, alpha, dropout)
+        net.param_mask = torch.stack(masks)  # (M, P): 1 on each model's own parameters
+        return net
+
+    def to(self, device: torch.device) -> "BatchedMLP":
+        self.flat = self.flat.detach().to(device).requires_grad_(True)
+        self.weight_mask, self.dropout = self.weight_mask.to(device), self.dropout.to(device)
+        self.param_mask = self.param_mask.to(device)
+        return self
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        m = self.flat.shape[0]
+        return [self.flat[:, s : s + i * o].view(m, i, o) for s, i, o in self.layout]
+
+    @property
+    def biases(self) -> list[torch.Tensor]:
+        m = self.flat.shape[0]
+        return [self.flat[:, s + i * o : s + i * o + o].view(m, 1, o) for s, i, o in self.layout]
 
     @property
     def parameters(self) -> list[torch.Tensor]:
-        return [p for pair in zip(self.weights, self.biases, strict=True) for p in pair]
+        return [self.flat]
 
     def __call__(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         # x: (M, batch, input_dim) -> (M, batch, output_dim) logits
-        last = len(self.weights) - 1
+        last = len(self.layout) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.baddbmm(b, x, w)
             if i < last:
@@ -109,7 +158,7 @@ def predictions(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 class BatchedOptimizer:
-    """sgd, momentum, rmsprop or adam over stacked parameters, each hyperparameter one value per model.
+    """sgd, momentum, rmsprop or adam over the (M, P) parameters, each hyperparameter one value per model.
 
     The updates follow torch.optim's (default arguments, L2 added to the gradient of weight
     matrices only, as LitFNN's parameter groups do); `active` freezes models that stopped early
@@ -120,38 +169,33 @@ class BatchedOptimizer:
                  momentum: torch.Tensor) -> None:
         check_choice("batched optimizer", name, OPTIMIZERS)
         self.name, self.model = name, model
-        shape = (-1, 1, 1)
-        self.lr, self.wd, self.mu = lr.view(shape), weight_decay.view(shape), momentum.view(shape)
-        params = model.parameters
-        self.state = [{"m": torch.zeros_like(p), "v": torch.zeros_like(p)} for p in params]
-        self.steps = torch.zeros(len(lr), device=lr.device).view(shape)
-        self.decay = [p.ndim == 3 and i % 2 == 0 for i, p in enumerate(params)]  # weights, not biases
+        self.lr, self.mu = lr.view(-1, 1), momentum.view(-1, 1)
+        self.decay = weight_decay.view(-1, 1) * model.weight_mask  # (M, P): zero on biases
+        self.m = torch.zeros_like(model.flat)
+        self.v = torch.zeros_like(model.flat)
+        self.steps = torch.zeros_like(self.lr)
 
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor], active: torch.Tensor) -> None:
-        on = active.view(-1, 1, 1).to(self.lr.dtype)
+        on = active.view(-1, 1).to(self.lr.dtype)
         self.steps += on
-        for p, g, state, decay in zip(self.model.parameters, grads, self.state, self.decay, strict=True):
-            if decay:
-                g = g + self.wd * p
-            p.sub_(on * self._update(g, state, on))
+        g = (grads[0] + self.decay * self.model.flat) * self.model.param_mask  # padding gets no update
+        self.model.flat.sub_(on * self._update(g, on))
 
-    def _update(self, g: torch.Tensor, state: dict, on: torch.Tensor) -> torch.Tensor:
+    def _update(self, g: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
         if self.name == "sgd":
             return self.lr * g
         if self.name == "momentum":  # torch: buf = g at the first step, then mu * buf + g
             first = (self.steps == 1).to(g.dtype)
-            new = first * g + (1 - first) * (self.mu * state["m"] + g)
-            state["m"] = torch.where(on.bool(), new, state["m"])
-            return self.lr * state["m"]
+            self.m += on * (first * g + (1 - first) * (self.mu * self.m + g) - self.m)
+            return self.lr * self.m
         if self.name == "rmsprop":
-            sq = RMSPROP_ALPHA * state["v"] + (1 - RMSPROP_ALPHA) * g * g
-            state["v"] = torch.where(on.bool(), sq, state["v"])
-            return self.lr * g / (state["v"].sqrt() + RMSPROP_EPS)
+            self.v += on * (1 - RMSPROP_ALPHA) * (g * g - self.v)
+            return self.lr * g / (self.v.sqrt() + RMSPROP_EPS)
         beta1, beta2 = ADAM_BETAS
-        state["m"] = torch.where(on.bool(), beta1 * state["m"] + (1 - beta1) * g, state["m"])
-        state["v"] = torch.where(on.bool(), beta2 * state["v"] + (1 - beta2) * g * g, state["v"])
+        self.m += on * (1 - beta1) * (g - self.m)
+        self.v += on * (1 - beta2) * (g * g - self.v)
         t = self.steps.clamp(min=1)
-        correction1, correction2 = 1 - beta1**t, 1 - beta2**t
-        denom = state["v"].sqrt() / correction2.sqrt() + ADAM_EPS
-        return self.lr / correction1 * state["m"] / denom
+        step_size = self.lr / (1 - beta1**t)
+        denom = self.v.sqrt() / (1 - beta2**t).sqrt() + ADAM_EPS
+        return step_size * self.m / denom

@@ -35,7 +35,7 @@ def fit_group(
     x: torch.Tensor,
     y: torch.Tensor,
     specs: list[ModelSpec],
-    hidden_sizes: list[int],
+    hidden_sizes: list[int] | list[list[int]],
     num_classes: int,
     activation: str = "relu",
     alpha: float = 0.01,
@@ -47,22 +47,22 @@ def fit_group(
 ) -> GroupResult:
     """Train len(specs) networks together; x is (folds, rows, features): one standardised copy per fold.
 
+    `hidden_sizes` is one list for all models or one per model (same depth; narrower ones are padded).
     Early stopping per model on its validation loss (stop after `patience` epochs without a strict
     improvement, as Lightning's EarlyStopping); a stopped model is frozen while the others go on.
     """
     device = x.device
     m = len(specs)
     folds = torch.tensor([s.fold for s in specs], device=device)
+    sizes = hidden_sizes if isinstance(hidden_sizes[0], list | tuple) else [hidden_sizes] * m
+    out_dim = output_dim("classification" if num_classes else "regression", num_classes)
     modules = []
-    for spec in specs:
-        torch.manual_seed(spec.seed)
-        modules.append(FNN(x.shape[-1], hidden_sizes, output_dim("classification" if num_classes else "regression",
-                                                                 num_classes)))
+    for spec, widths in zip(specs, sizes, strict=True):
+        torch.manual_seed(spec.seed)  # each model starts as a separate FNN of its own sizes would
+        modules.append(FNN(x.shape[-1], list(widths), out_dim))
     hp = {k: torch.tensor([getattr(s, k) for s in specs], dtype=x.dtype, device=device)
           for k in ("lr", "weight_decay", "l1", "dropout", "momentum")}
-    net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"])
-    net.weights = [w.to(device).detach().requires_grad_(True) for w in net.weights]
-    net.biases = [b.to(device).detach().requires_grad_(True) for b in net.biases]
+    net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"]).to(device)
     opt = BatchedOptimizer(optimizer, net, hp["lr"], hp["weight_decay"], hp["momentum"])
     val_rows = _padded([s.val_rows for s in specs], device)
     val_mask = (val_rows >= 0).to(x.dtype)
@@ -87,7 +87,7 @@ def fit_group(
             losses = _masked_mean(per_sample_loss(loss, logits, y[rows], num_classes), mask)  # (M,)
             objective = losses
             if bool((hp["l1"] > 0).any()):
-                objective = objective + hp["l1"] * sum(w.abs().sum((1, 2)) for w in net.weights)
+                objective = objective + hp["l1"] * (net.flat.abs() * net.weight_mask).sum(1)
             stepping = active & (mask.sum(1) > 0)
             grads = torch.autograd.grad((objective * stepping).sum(), net.parameters)
             opt.step(grads, stepping)
