@@ -124,6 +124,7 @@ def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
+    from threadpoolctl import threadpool_limits
 
     dm = DigitsDataModule(batch_size=32)
     dm.setup()
@@ -133,7 +134,8 @@ def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
                         max_iter=epochs, tol=0.0, n_iter_no_change=epochs + 1, random_state=0)
 
     def sklearn_fit() -> MLPClassifier:
-        with warnings.catch_warnings():
+        # the same number of BLAS threads as torch uses on our side
+        with warnings.catch_warnings(), threadpool_limits(limits=torch.get_num_threads()):
             warnings.simplefilter("ignore", ConvergenceWarning)
             return clf.fit(x, y)
 
