@@ -175,9 +175,11 @@ def _search_file(tmp: Path, widths: list[int], epochs: int = 25) -> Path:
 
 
 def _tune_process(path: Path, cwd: Path, *extra: str) -> subprocess.Popen:
+    # One configuration per trial (the Lightning engine), so workers interleave trial by trial; the batched
+    # engine takes rounds of up to 64 configurations, and a round this small would all go to one worker.
     return subprocess.Popen([sys.executable, str(REPO / "scripts/tune.py"), "--config", str(path), "--no-progress",
-                             "--no-refit", *extra], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                             "--no-refit", "--engine", "lightning", *extra], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def _count(db: Path, state: str) -> int:
@@ -202,7 +204,7 @@ def test_killed_search_resumes_without_repeating_finished_trials(workdir):
     finished = _study_trials(db)
     done_before = set(finished.loc[finished["state"] == "COMPLETE", "params_width"])
     assert 1 <= len(done_before) < 4
-    tune_main(["--config", str(path), "--no-progress", "--no-refit", "--resume"])
+    tune_main(["--config", str(path), "--no-progress", "--no-refit", "--resume", "--engine", "lightning"])
     trials = _study_trials(db)
     complete = trials[trials["state"] == "COMPLETE"]
     assert sorted(complete["params_width"]) == [4, 8, 16, 32]  # each configuration exactly once
