@@ -26,10 +26,21 @@ def _fail(err: ConfigError) -> None:
     raise SystemExit(2)
 
 
+def _publish(report: Path, name: str, readme: str | None) -> Path:
+    """Print the report; with --readme also put it into that README's section for `name`."""
+    from lit_basics.experiments.report import update_readme_section
+
+    markdown = report.read_text()
+    if readme:
+        update_readme_section(Path(readme), name, markdown, report.parent, Path(readme).parent / "docs")
+    print(markdown)
+    print(f"report: {report.parent}/")
+    return report.parent
+
+
 def compare_main(argv: Sequence[str] | None = None):
     """`compare.py --config FILE [--seeds N] [--set key=value ...]`; returns the report folder."""
     from lit_basics.experiments.compare import run_comparison
-    from lit_basics.experiments.report import update_readme_section
     from lit_basics.experiments.spec import load_spec
 
     parser = argparse.ArgumentParser(description="Compare variants of one training set-up over seeds.")
@@ -47,18 +58,11 @@ def compare_main(argv: Sequence[str] | None = None):
         out = run_comparison(spec, logs=args.logs, reports=args.reports, progress=not args.no_progress)
     except ConfigError as err:
         _fail(err)
-    markdown = (out / "results.md").read_text()
-    if args.readme:
-        readme = Path(args.readme)
-        update_readme_section(readme, spec.name, markdown, out, readme.parent / "docs")
-    print(markdown)
-    print(f"report: {out}/")
-    return out
+    return _publish(out / "results.md", spec.name, args.readme)
 
 
 def tune_main(argv: Sequence[str] | None = None):
     """`tune.py --config FILE [--sampler S] [--n-trials N] [--folds K] [--resume] [--storage URL]`."""
-    from lit_basics.experiments.report import update_readme_section
     from lit_basics.experiments.search_space import load_search
     from lit_basics.experiments.tune import run_search
 
@@ -92,10 +96,4 @@ def tune_main(argv: Sequence[str] | None = None):
                          refit=not args.no_refit, progress=not args.no_progress, engine=args.engine)
     except ConfigError as err:
         _fail(err)
-    markdown = (out / "summary.md").read_text()
-    if args.readme:
-        readme = Path(args.readme)
-        update_readme_section(readme, spec.name, markdown, out, readme.parent / "docs")
-    print(markdown)
-    print(f"report: {out}/")
-    return out
+    return _publish(out / "summary.md", spec.name, args.readme)

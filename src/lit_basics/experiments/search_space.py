@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from lit_basics.errors import ConfigError, check_choice
-from lit_basics.experiments.spec import override_args
+from lit_basics.experiments.spec import override_args, read_config_file, resolve_base
 
 SAMPLERS = ("grid", "random", "tpe")
 SEARCH_KEYS = {"name", "description", "base", "folds", "seed", "sampler", "n_trials", "patience", "common", "space"}
@@ -95,27 +94,10 @@ def load_search(path: str | Path, sampler: str | None = None, n_trials: int | No
                 folds: int | None = None, extra: dict[str, Any] | None = None) -> SearchSpec:
     """Read and check a search file; command-line values override the file's."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search config {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"search config {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"search config {str(path)!r} must be a mapping")
-    unknown = set(raw) - SEARCH_KEYS
-    if unknown:
-        allowed = ", ".join(sorted(SEARCH_KEYS))
-        raise ConfigError(f"search config has unknown keys {sorted(unknown)}; allowed: {allowed}")
-    for key in ("name", "base", "space"):
-        if key not in raw:
-            raise ConfigError(f"search config {str(path)!r} needs the key {key!r}")
+    raw = read_config_file(path, "search config", SEARCH_KEYS, ("name", "base", "space"))
     if not isinstance(raw["space"], dict) or not raw["space"]:
         raise ConfigError("search space must be a non-empty mapping: argument -> choices or range")
-    base = Path(raw["base"])
-    base = base if base.is_absolute() else (path.parent / base).resolve()
-    if not base.is_file():
-        raise ConfigError(f"base config {str(base)!r} does not exist")
+    base = resolve_base(path, raw["base"])
     spec = SearchSpec(
         name=str(raw["name"]),
         base=base,

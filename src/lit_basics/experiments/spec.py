@@ -40,35 +40,44 @@ def override_args(overrides: dict[str, Any]) -> list[str]:
     return args
 
 
-def load_spec(path: str | Path, seeds: int | None = None, extra: dict[str, Any] | None = None) -> ExperimentSpec:
-    """Read and check an experiment file; `seeds` limits the seeds, `extra` adds shared overrides."""
-    path = Path(path)
+def read_config_file(path: Path, kind: str, keys: set[str], required: tuple[str, ...]) -> dict[str, Any]:
+    """A YAML mapping with only `keys` and all of `required`; anything else is a one-line ConfigError."""
     if not path.is_file():
-        raise ConfigError(f"experiment config {str(path)!r} does not exist")
+        raise ConfigError(f"{kind} {str(path)!r} does not exist")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"experiment config {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{kind} {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"experiment config {str(path)!r} must be a mapping with keys {sorted(SPEC_KEYS)}")
-    unknown = set(raw) - SPEC_KEYS
+        raise ConfigError(f"{kind} {str(path)!r} must be a mapping with keys {sorted(keys)}")
+    unknown = set(raw) - keys
     if unknown:
-        allowed = ", ".join(sorted(SPEC_KEYS))
-        raise ConfigError(f"experiment config has unknown keys {sorted(unknown)}; allowed: {allowed}")
-    for key in ("name", "base", "variants"):
+        raise ConfigError(f"{kind} has unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(keys))}")
+    for key in required:
         if key not in raw:
-            raise ConfigError(f"experiment config {str(path)!r} needs the key {key!r}")
+            raise ConfigError(f"{kind} {str(path)!r} needs the key {key!r}")
+    return raw
+
+
+def resolve_base(path: Path, base: str) -> Path:
+    """The base training config, relative to the file that names it."""
+    resolved = Path(base) if Path(base).is_absolute() else (path.parent / base).resolve()
+    if not resolved.is_file():
+        raise ConfigError(f"base config {str(resolved)!r} does not exist")
+    return resolved
+
+
+def load_spec(path: str | Path, seeds: int | None = None, extra: dict[str, Any] | None = None) -> ExperimentSpec:
+    """Read and check an experiment file; `seeds` limits the seeds, `extra` adds shared overrides."""
+    path = Path(path)
+    raw = read_config_file(path, "experiment config", SPEC_KEYS, ("name", "base", "variants"))
     variants = raw["variants"]
     if not isinstance(variants, dict) or not variants:
         raise ConfigError("experiment variants must be a non-empty mapping: name -> {dotted.key: value}")
     for name, overrides in variants.items():
         if not isinstance(overrides, dict):
             raise ConfigError(f"variant {name!r} must map dotted argument names to values, got {overrides!r}")
-    base = Path(raw["base"])
-    if not base.is_absolute():
-        base = (path.parent / base).resolve()
-    if not base.is_file():
-        raise ConfigError(f"base config {str(base)!r} does not exist")
+    base = resolve_base(path, raw["base"])
     spec_seeds = [int(s) for s in raw.get("seeds", [0, 1, 2])]
     if not spec_seeds:
         raise ConfigError("experiment seeds must list at least one seed")
