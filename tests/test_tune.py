@@ -195,3 +195,17 @@ def test_batched_engine_rejects_what_it_cannot_vary(workdir, capsys):
     with pytest.raises(SystemExit):
         _tune(_search(workdir, space), "--engine", "batched")
     assert "--engine batched cannot vary 'data.init_args.val_fraction'" in capsys.readouterr().err
+
+
+def test_a_trial_taken_but_never_started_is_run_on_resume(workdir):
+    path = _search(workdir)
+    _tune(path, "--no-refit")  # completes both widths
+    db = "sqlite:///" + str((workdir / "reports/tiny_search/study.db").resolve())
+    study = optuna.load_study(study_name="tiny_search", storage=db)
+    study.enqueue_trial({"depth": 1, "width": 4, "model.lr": 0.01, "data.init_args.batch_size": 16})
+    orphan = study.ask()  # a worker took it from the queue and died before writing anything
+    assert orphan.number == 2
+    _tune(path, "--no-refit", "--resume")
+    states = {t.number: t.state.name for t in optuna.load_study(study_name="tiny_search", storage=db).trials}
+    assert states[2] == "FAIL"  # the orphan is closed, and width 4 was already complete: nothing reruns
+    assert list(states.values()).count("COMPLETE") == 2

@@ -111,15 +111,25 @@ def enqueue_failed(study: optuna.Study) -> None:
 
 
 def fail_dead_trials(study: optuna.Study) -> None:
-    """Trials left RUNNING by a process of this machine that no longer exists are marked failed.
+    """Trials left RUNNING by a worker process that no longer exists are marked failed.
 
-    Trials of live workers, here or on other machines sharing the storage, are left alone.
+    A trial knows its worker once the worker wrote it (first thing in the trial); one killed just
+    after taking a trial from the queue has none, and counts as dead when no other registered
+    worker is alive. Trials of live workers, here or on other machines, are left alone.
     """
     host = socket.gethostname()
+
+    def dead(worker: str) -> bool:
+        worker_host, _, pid = worker.rpartition(":")
+        return worker_host == host and pid.isdigit() and not _alive(int(pid))
+
+    others = [k.removeprefix("worker ") for k in study.user_attrs if k.startswith("worker ")]
+    others_alive = any(not dead(w) for w in others if w != WORKER)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker_host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
-        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+        worker = trial.user_attrs.get("worker")
+        if (worker and dead(worker)) or (worker is None and not others_alive):
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    study.set_user_attr(f"worker {WORKER}", time.time())  # register, for the check above in later workers
 
 
 def _alive(pid: int) -> bool:
