@@ -254,7 +254,7 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
 def print_metrics_table(metrics: dict[str, Any]) -> None:
     """A short two-column table: best validation and test metrics, then where the run lives."""
     keys = [k for k in metrics if k.startswith(("hp/best", "test/"))]
-    rows = [(k, f"{metrics[k]:.4f}") for k in keys]
+    rows = [(k, f"{metrics[k]:.4g}") for k in keys]
     rows += [(k, str(metrics[k])) for k in ("epochs", "best_model_path", "log_dir") if k in metrics]
     if "fit_seconds" in metrics:
         rows.append(("fit_seconds", f"{metrics['fit_seconds']:.1f}"))
