@@ -81,6 +81,13 @@ def test_there_are_at_least_25_cases_and_the_readme_lists_them():
     assert block.strip() == render_markdown().strip(), "run `make reliability-doc`"
 
 
+def _wait_for(condition, limit: float = 120.0) -> None:
+    """Poll until `condition()` holds; `limit` only bounds a hung subprocess, nothing is asserted on time."""
+    end = time.monotonic() + limit
+    while not condition() and time.monotonic() <= end:
+        time.sleep(0.02)
+
+
 def _moons_args(save_dir: Path) -> list[str]:
     return ["fit", "--config", config("moons"), "--data.n_samples=3000", "--model.dropout=0.2",
             "--trainer.max_epochs=12", f"--trainer.logger.init_args.save_dir={save_dir}", *QUIET]
@@ -93,9 +100,7 @@ def test_signal_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(workd
     process = subprocess.Popen([sys.executable, str(REPO / "scripts/train.py"), *_moons_args(logs)],
                                stderr=subprocess.PIPE, text=True, cwd=workdir)
     last = logs / "moons/version_0/checkpoints/last.ckpt"
-    deadline = time.time() + 120
-    while not last.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    _wait_for(lambda: last.exists() or process.poll() is not None)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr[-2000:]
@@ -112,16 +117,18 @@ def test_a_diverging_run_stops_with_a_clear_message(workdir, capsys):
     with pytest.raises(SystemExit) as info:
         run_cli("fit", "--config", config("digits"), "--model.optimizer=sgd", "--model.lr=1e6")
     assert info.value.code == 2
-    assert "training diverged at epoch 0" in capsys.readouterr().err
-    assert "lr=1e+06" in capsys.readouterr().err or True
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: training diverged at epoch 0 (loss nan)") and "lr=1e+06" in err
 
 
 def test_same_seed_gives_identical_fits(workdir):
     first = run_cli("fit", "--config", config("moons"), "--trainer.max_epochs=5", "--model.dropout=0.3")
     second = run_cli("fit", "--config", config("moons"), "--trainer.max_epochs=5", "--model.dropout=0.3")
-    assert first["history"] == [{**h, "seconds": h["seconds"]} for h in first["history"]]
-    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in first["history"]]
-    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in second["history"]]
+    def metrics_only(history: list[dict]) -> list[dict]:  # wall time differs between runs, nothing else may
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert len(first["history"]) == 5
+    assert metrics_only(first["history"]) == metrics_only(second["history"])
     assert first["test/acc"] == second["test/acc"]
 
 
@@ -196,9 +203,7 @@ def test_killed_search_resumes_without_repeating_finished_trials(workdir):
     path = _search_file(workdir, [4, 8, 16, 32])
     db = workdir / "reports/workers/study.db"
     process = _tune_process(path, workdir)
-    deadline = time.time() + 120
-    while _count(db, "COMPLETE") < 1 and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for(lambda: _count(db, "COMPLETE") >= 1 or process.poll() is not None)
     process.kill()
     process.wait()
     finished = _study_trials(db)
