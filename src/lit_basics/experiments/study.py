@@ -1,0 +1,147 @@
+"""The Optuna study behind a search: creation, the grid as a queue, workers, dead and stray trials.
+
+Several `tune.py` processes (here or on other machines) may share one storage; everything here
+keeps them from running a configuration twice and lets `--resume` finish what a killed one left.
+"""
+
+import contextlib
+import itertools
+import os
+import socket
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from lit_basics.errors import ConfigError
+from lit_basics.experiments.search_space import SearchSpec
+
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=spec.seed)
+    return optuna.samplers.RandomSampler(seed=spec.seed)  # grid: every trial comes from the queue
+
+
+def open_study(spec: SearchSpec, storage: str, resume: bool) -> optuna.Study:
+    """Create the study (replacing an old one of that name unless resuming) or join it.
+
+    A grid search is a queue: each configuration not yet covered is enqueued once, and workers
+    take queued trials one at a time (the storage hands each to one worker only), so several
+    `tune.py --resume` processes on one storage never run a configuration twice.
+    """
+    pruner = optuna.pruners.NopPruner() if spec.sampler == "grid" else optuna.pruners.MedianPruner(n_startup_trials=3)
+    for attempt in range(5):
+        try:
+            if not resume:
+                with contextlib.suppress(KeyError):  # KeyError: no such study yet
+                    optuna.delete_study(study_name=spec.name, storage=storage)
+            study = optuna.create_study(
+                study_name=spec.name,
+                storage=storage,
+                sampler=make_sampler(spec),
+                pruner=pruner,
+                direction="maximize",
+                load_if_exists=True,
+            )
+            break
+        except Exception as err:  # workers starting together on a fresh database race to create its tables
+            retriable = "sqlalchemy" in type(err).__module__ and "NoSuchModule" not in type(err).__name__
+            if retriable and attempt < 4:
+                time.sleep(0.5 + attempt)
+                continue
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"storage {storage!r} cannot be opened: {first}") from None
+    fail_dead_trials(study)
+    if spec.sampler == "grid":
+        enqueue_grid(study, spec)
+    else:
+        enqueue_failed(study)
+    return study
+
+
+def _covered(study: optuna.Study) -> list[dict[str, Any]]:
+    states = (*DONE, TrialState.WAITING, TrialState.RUNNING)
+    return [t.params or t.system_attrs.get("fixed_params", {}) for t in study.get_trials(deepcopy=False, states=states)
+            if not t.user_attrs.get("stray")]
+
+
+def enqueue_grid(study: optuna.Study, spec: SearchSpec) -> None:
+    """Queue each grid configuration that no finished, queued or running trial covers."""
+    covered = _covered(study)
+    names = list(spec.grid())
+    for values in itertools.product(*spec.grid().values()):
+        params = dict(zip(names, values, strict=True))
+        if params not in covered:
+            study.enqueue_trial(params)
+
+
+def enqueue_failed(study: optuna.Study) -> None:
+    """Queue again the failed configurations (an interrupted run's) that nothing else covers."""
+    covered = _covered(study)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if trial.params and not trial.user_attrs.get("stray") and trial.params not in covered:
+            study.enqueue_trial(trial.params)
+            covered.append(trial.params)
+
+
+def fail_dead_trials(study: optuna.Study) -> None:
+    """Trials left RUNNING by a worker process that no longer exists are marked failed.
+
+    A trial knows its worker once the worker wrote it (first thing in the trial); one killed just
+    after taking a trial from the queue has none, and counts as dead when no other registered
+    worker is alive. Trials of live workers, here or on other machines, are left alone.
+    """
+    host = socket.gethostname()
+
+    def dead(worker: str) -> bool:
+        worker_host, _, pid = worker.rpartition(":")
+        return worker_host == host and pid.isdigit() and not _alive(int(pid))
+
+    others = [k.removeprefix("worker ") for k in study.user_attrs if k.startswith("worker ")]
+    others_alive = any(not dead(w) for w in others if w != WORKER)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if (worker and dead(worker)) or (worker is None and not others_alive):
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    study.set_user_attr(f"worker {WORKER}", time.time())  # register, for the check above in later workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StrayTrial(Exception):
+    """A grid trial another worker already covers (or not from the queue at all); it is discarded."""
+
+
+def claim(trial: optuna.Trial) -> bool:
+    """Whether this worker should run this queued grid configuration.
+
+    Two workers starting on a fresh storage can both queue the grid; a configuration then runs
+    only in the lowest-numbered of its trials that is running or done, so it never runs twice.
+    """
+    fixed = trial.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+    if fixed is None:  # the queue was empty when this worker asked
+        return False
+    for other in trial.study.get_trials(deepcopy=False, states=(*DONE, TrialState.RUNNING)):
+        if other.number == trial.number or other.user_attrs.get("stray"):
+            continue
+        same = (other.params or other.system_attrs.get("fixed_params")) == fixed
+        if same and (other.state in DONE or other.number < trial.number):
+            return False
+    return True
+
+
+def count_done(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=DONE))
