@@ -9,33 +9,17 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from torchmetrics import MetricCollection
-from torchmetrics.classification import Accuracy, F1Score
-from torchmetrics.regression import MeanSquaredError, R2Score
 
-from lit_basics.engine.runtime import avoid_per_step_nvml_probe
+from lit_basics.engine.runtime import avoid_per_step_nvml_probe, plain_fp32_single_device
 from lit_basics.errors import ConfigError, check_choice
 from lit_basics.models.fnn import FNN, validate_architecture
 from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
+from lit_basics.models.metrics import make_metrics
 from lit_basics.models.optimizers import SCHEDULERS, make_optimizer, make_scheduler, validate_optimization
 
 STAGES = ("train", "val", "test")
 
 avoid_per_step_nvml_probe()  # after `import lightning`, which sets the variable it undoes
-
-
-def make_metrics(task: str, num_classes: int) -> MetricCollection:
-    """Accuracy and macro F1 for classification; RMSE and R2 for regression."""
-    if task == "regression":
-        return MetricCollection({"rmse": MeanSquaredError(squared=False), "r2": R2Score()})
-    if num_classes == 2:
-        return MetricCollection({"acc": Accuracy(task="binary"), "f1": F1Score(task="binary")})
-    return MetricCollection(
-        {
-            "acc": Accuracy(task="multiclass", num_classes=num_classes),
-            "f1": F1Score(task="multiclass", num_classes=num_classes, average="macro"),
-        }
-    )
 
 
 class LitFNN(L.LightningModule):
@@ -145,7 +129,7 @@ class LitFNN(L.LightningModule):
         x, y = batch[0], batch[1]  # (rows, features), (rows,)
         size = int(batch[2]) if len(batch) > 2 else len(y)
         if self._direct_steps is None:
-            self._direct_steps = _plain_fp32_single_device(self.trainer)
+            self._direct_steps = plain_fp32_single_device(self.trainer)
         optimizer = self.optimizers(use_pl_optimizer=not self._direct_steps)
         steps = 0
         for start in range(0, len(y), size):
@@ -313,25 +297,6 @@ class LitFNN(L.LightningModule):
 
 class TrainingDiverged(ConfigError):
     """The loss became NaN or infinite: stop instead of training on garbage."""
-
-
-def _plain_fp32_single_device(trainer: L.Trainer) -> bool:
-    """Whether torch's backward and optimizer step can be called directly.
-
-    LightningOptimizer.step and manual_backward add ~50 us a step for precision plugins, strategies
-    and hooks; with 32-bit precision on one device they have nothing to do, and for a small network
-    that is as much time as the math. Mixed precision and DDP keep Lightning's wrappers.
-    """
-    from lightning.pytorch.plugins.precision import Precision
-    from lightning.pytorch.strategies import SingleDeviceStrategy
-
-    strategy = trainer.strategy
-    progress = getattr(trainer.fit_loop.epoch_loop, "manual_optimization", None)
-    return (
-        type(strategy.precision_plugin) is Precision
-        and isinstance(strategy, SingleDeviceStrategy)
-        and hasattr(progress, "optim_step_progress")
-    )
 
 
 def load_model(checkpoint_path: str) -> LitFNN:
