@@ -200,7 +200,7 @@ def cv_comparison(epochs: int, folds: int = 5) -> dict[str, float]:
     ours_best = max(sum(r.score for r in folds_) / folds for folds_ in results)
     dm = DigitsDataModule(folds=folds)
     x, y = dm.arrays
-    portion = np.sort(np.concatenate([dm.fold_indices(y)[0][0], dm.fold_indices(y)[0][1]]))
+    portion = dm.training_portion(y)
     grid = {"mlpclassifier__hidden_layer_sizes": [(w,) * d for d in (1, 2, 3) for w in (32, 128)],
             "mlpclassifier__learning_rate_init": [1e-3, 1e-2], "mlpclassifier__batch_size": [32, 128]}
     pipeline = make_pipeline(StandardScaler(), MLPClassifier(solver="adam", max_iter=epochs, alpha=0.0,

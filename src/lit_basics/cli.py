@@ -98,7 +98,7 @@ class LitBasicsCLI(LightningCLI):
         logger = config.trainer.get("logger")
         init_args = getattr(logger, "init_args", None)
         if init_args is not None and "name" in init_args and init_args.name is None:
-            data_class = _import(config.data.class_path)
+            data_class = import_class(config.data.class_path)
             init_args.name = getattr(data_class, "name", data_class.__name__.lower())
         set_torch_threads(config.get("torch_threads") or 0)
         if config.get("ckpt_path") == "last":
@@ -242,7 +242,8 @@ def resume_last(config: Any) -> None:
     config.ckpt_path = str(last)
 
 
-def _import(class_path: str) -> type:
+def import_class(class_path: str) -> type:
+    """`package.module.Name` -> the class it names."""
     module, _, name = class_path.rpartition(".")
     return getattr(__import__(module, fromlist=[name]), name)
 

@@ -102,20 +102,23 @@ class ArrayDataModule(L.LightningDataModule):
         """Seeded train/val/test split, stratified by class for classification; a fold of it with `folds`."""
         idx = self.split_indices(y)
         if self.folds:
-            folds = self.fold_indices(y)
+            portion = _portion(idx)
+            folds = self.fold_indices(y, portion)  # also checks k against the smallest class
             if self.fold == -1:
-                portion = np.sort(np.concatenate([idx["train"], idx["val"]]))
                 idx = {"train": portion, "val": portion[:0], "test": idx["test"]}
             else:
                 idx = {"train": folds[self.fold][0], "val": folds[self.fold][1], "test": idx["test"]}
         return {split: (x[rows], y[rows]) for split, rows in idx.items()}
 
-    def fold_indices(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    def training_portion(self, y: np.ndarray) -> np.ndarray:
+        """The train and val rows together (all but the test rows): what k-fold CV splits."""
+        return _portion(self.split_indices(y))
+
+    def fold_indices(self, y: np.ndarray, portion: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """(train rows, val rows) of each fold over the training portion; test rows never appear."""
         from sklearn.model_selection import KFold, StratifiedKFold
 
-        idx = self.split_indices(y)
-        portion = np.sort(np.concatenate([idx["train"], idx["val"]]))
+        portion = self.training_portion(y) if portion is None else portion
         if self.task == "classification":
             smallest = int(np.bincount(y[portion]).min())
             if self.folds > smallest:
@@ -239,3 +242,7 @@ class ArrayDataModule(L.LightningDataModule):
             "classes": None if self.classes is None else self.classes.tolist(),
             "target_scaler": self.target_scaler,
         }
+
+
+def _portion(idx: dict[str, np.ndarray]) -> np.ndarray:
+    return np.sort(np.concatenate([idx["train"], idx["val"]]))

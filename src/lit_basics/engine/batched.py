@@ -153,10 +153,6 @@ def per_sample_loss(name: str, logits: torch.Tensor, y: torch.Tensor, num_classe
     return ((torch.softmax(logits, -1) - F.one_hot(y, num_classes).to(logits.dtype)) ** 2).mean(-1)
 
 
-def predictions(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return (logits.squeeze(-1) > 0).long() if num_classes == 2 else logits.argmax(-1)
-
-
 class BatchedOptimizer:
     """sgd, momentum, rmsprop or adam over the (M, P) parameters, each hyperparameter one value per model.
 

@@ -4,9 +4,9 @@ import math
 
 import torch
 
-from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec, per_sample_loss, predictions
+from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec, per_sample_loss
 from lit_basics.models.fnn import FNN
-from lit_basics.models.losses import output_dim
+from lit_basics.models.losses import output_dim, predict
 
 
 def _padded(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -96,7 +96,10 @@ def fit_group(
         with torch.no_grad():
             logits = net(x_val)
             val_loss = _masked_mean(per_sample_loss(loss, logits, y_val, num_classes), val_mask)
-            correct = (predictions(logits, num_classes) == y_val).to(x.dtype) if num_classes else val_mask * 0
+            if num_classes:
+                correct = (predict(logits, "classification", num_classes) == y_val).to(x.dtype)
+            else:  # regression: no accuracy
+                correct = val_mask * 0
             val_acc = _masked_mean(correct, val_mask)
         epochs_run += active
         improved = active & (val_loss < best_loss)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from lit_basics.cli import LitBasicsCLI, cli_main, find_config_error
+from lit_basics.cli import LitBasicsCLI, cli_main, find_config_error, import_class
 from lit_basics.errors import ConfigError
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -107,8 +107,6 @@ def time_to_target(history: list[dict[str, float]], target: float | None) -> flo
 def load_run_data(log_dir: str):
     """The DataModule of a finished run, rebuilt from the config.yaml it saved, set up on the CPU."""
     config = yaml.safe_load((Path(log_dir) / "config.yaml").read_text())
-    module, _, name = config["data"]["class_path"].rpartition(".")
-    cls = getattr(__import__(module, fromlist=[name]), name)
-    datamodule = cls(**config["data"].get("init_args", {}))
+    datamodule = import_class(config["data"]["class_path"])(**config["data"].get("init_args", {}))
     datamodule.setup("fit")
     return datamodule

@@ -17,8 +17,6 @@ from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, prob
 from lit_basics.models.metrics import make_metrics
 from lit_basics.models.optimizers import SCHEDULERS, make_optimizer, make_scheduler, validate_optimization
 
-STAGES = ("train", "val", "test")
-
 avoid_per_step_nvml_probe()  # after `import lightning`, which sets the variable it undoes
 
 
