@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, per_sample_loss
+from lit_basics.engine.batched import ALIGN, BatchedMLP, BatchedOptimizer, ModelSpec
+from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.batched_loss import cross_entropy_with_grad, per_sample_loss
 from lit_basics.models.fnn import FNN
 from lit_basics.models.optimizers import parameter_groups
 
@@ -16,16 +18,17 @@ TORCH = {
 }
 
 
-@pytest.mark.parametrize("optimizer", sorted(TORCH))
-def test_three_models_match_three_separate_torch_optim_runs(optimizer):
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])  # widths 8 and 6 are padded to 16: sigmoid's
+@pytest.mark.parametrize("optimizer", sorted(TORCH))  # padded units output 0.5, and must still change nothing
+def test_three_models_match_three_separate_torch_optim_runs(optimizer, activation):
     torch.manual_seed(0)
     x, y = torch.randn(200, 5), torch.randint(0, 3, (200,))
     lrs, decays, mus = [0.01, 0.003, 0.03], [0.0, 0.01, 0.1], [0.9, 0.5, 0.0]
-    modules = [FNN(5, [8, 6], 3, activation="tanh") for _ in range(3)]
-    separate = [FNN(5, [8, 6], 3, activation="tanh") for _ in range(3)]
+    modules = [FNN(5, [8, 6], 3, activation=activation) for _ in range(3)]
+    separate = [FNN(5, [8, 6], 3, activation=activation) for _ in range(3)]
     for source, copy in zip(modules, separate, strict=True):
         copy.load_state_dict(source.state_dict())
-    batched = BatchedMLP.from_modules(modules, "tanh")
+    batched = BatchedMLP.from_modules(modules, activation)
     opt = BatchedOptimizer(optimizer, batched, torch.tensor(lrs), torch.tensor(decays), torch.tensor(mus))
     optimizers = [TORCH[optimizer](parameter_groups(net, wd), lr, mu)
                   for net, lr, wd, mu in zip(separate, lrs, decays, mus, strict=True)]
@@ -33,8 +36,8 @@ def test_three_models_match_three_separate_torch_optim_runs(optimizer):
     for _ in range(50):
         idx = torch.stack([torch.randperm(200, generator=generator)[:16] for _ in range(3)])  # own order each
         losses = per_sample_loss("cross_entropy", batched(x[idx]), y[idx], 3).mean(1)
-        grads = torch.autograd.grad(losses.sum(), batched.parameters)
-        opt.step(grads, torch.ones(3, dtype=torch.bool))
+        batched.backward(losses.sum())
+        opt.step(torch.ones(3, dtype=torch.bool))
         for i, (net, optim) in enumerate(zip(separate, optimizers, strict=True)):
             loss = F.cross_entropy(net(x[idx[i]]), y[idx[i]])
             optim.zero_grad()
@@ -43,9 +46,9 @@ def test_three_models_match_three_separate_torch_optim_runs(optimizer):
             torch.testing.assert_close(losses[i].detach(), loss.detach(), atol=1e-5, rtol=1e-5)
     for i, net in enumerate(separate):
         layers = [m for m in net.net if isinstance(m, torch.nn.Linear)]
-        for layer, w, b in zip(layers, batched.weights, batched.biases, strict=True):
-            torch.testing.assert_close(w[i].detach(), layer.weight.detach().T, atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(b[i, 0].detach(), layer.bias.detach(), atol=1e-5, rtol=1e-5)
+        for layer, (w, b) in zip(layers, batched.layers(i), strict=True):
+            torch.testing.assert_close(w.detach(), layer.weight.detach(), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(b.detach(), layer.bias.detach(), atol=1e-5, rtol=1e-5)
 
 
 def test_inactive_models_do_not_move():
@@ -54,16 +57,14 @@ def test_inactive_models_do_not_move():
     opt = BatchedOptimizer("adam", batched, torch.tensor([0.1, 0.1]), torch.zeros(2), torch.zeros(2))
     before = [p.detach().clone() for p in batched.parameters]
     x, y = torch.randn(2, 8, 3), torch.randint(0, 2, (2, 8))
-    grads = torch.autograd.grad(per_sample_loss("cross_entropy", batched(x), y, 2).sum(), batched.parameters)
-    opt.step(grads, torch.tensor([True, False]))
+    batched.backward(per_sample_loss("cross_entropy", batched(x), y, 2).sum())
+    opt.step(torch.tensor([True, False]))
     for p, b in zip(batched.parameters, before, strict=True):
         assert not torch.equal(p[0], b[0]) and torch.equal(p[1], b[1])
 
 
-def test_padded_narrow_models_train_as_if_alone():
-    from lit_basics.engine.batched import ModelSpec
-    from lit_basics.engine.batched_fit import fit_group
-
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])  # sigmoid(0) != 0: the padding needs its mask
+def test_padded_narrow_models_train_as_if_alone(activation):
     torch.manual_seed(0)
     x, y = torch.randn(1, 120, 4), torch.randint(0, 3, (120,))
     rows = torch.arange(120)
@@ -71,9 +72,47 @@ def test_padded_narrow_models_train_as_if_alone():
     def spec(seed: int) -> ModelSpec:
         return ModelSpec(train_rows=rows[:90], val_rows=rows[90:], lr=0.01, seed=seed)
 
-    together = fit_group(x, y, [spec(1), spec(2)], [[4, 3], [9, 7]], 3, batch_size=16, max_epochs=5)
-    alone = [fit_group(x, y, [spec(s)], [w], 3, batch_size=16, max_epochs=5) for s, w in ((1, [4, 3]), (2, [9, 7]))]
+    def fit(specs, widths):
+        return fit_group(x, y, specs, widths, 3, activation=activation, batch_size=16, max_epochs=5)
+
+    together = fit([spec(1), spec(2)], [[4, 3], [9, 7]])
+    alone = [fit([spec(s)], [w]) for s, w in ((1, [4, 3]), (2, [9, 7]))]
     for i, single in enumerate(alone):
         for a, b in zip(together.history[i], single.history[0], strict=True):
             assert a["val/loss"] == pytest.approx(b["val/loss"], abs=1e-5)
             assert a["train/loss"] == pytest.approx(b["train/loss"], abs=1e-5)
+
+
+@pytest.mark.parametrize("num_classes", [2, 10])
+def test_closed_form_cross_entropy_matches_autograd(num_classes):
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 1 if num_classes == 2 else num_classes, requires_grad=True)
+    y = torch.randint(0, num_classes, (3, 7))
+    expected = per_sample_loss("cross_entropy", logits, y, num_classes)
+    (grad,) = torch.autograd.grad(expected.sum(), logits)
+    values, closed_grad = cross_entropy_with_grad(logits.detach(), y, num_classes)
+    torch.testing.assert_close(values, expected.detach())
+    torch.testing.assert_close(closed_grad, grad)
+
+
+def test_layers_are_padded_to_round_widths_and_read_back_unpadded():
+    modules = [FNN(5, [20, 7], 3), FNN(5, [9, 7], 3)]
+    batched = BatchedMLP.from_modules(modules, "relu")
+    assert [w.shape[1:] for w in batched.weights] == [(5, 2 * ALIGN), (2 * ALIGN, ALIGN), (ALIGN, ALIGN)]
+    assert batched(torch.randn(2, 4, 5)).shape == (2, 4, 3)  # the output cut back to 3 classes
+    for module, i in zip(modules, range(2), strict=True):
+        linears = [m for m in module.net if isinstance(m, torch.nn.Linear)]
+        for layer, (w, b) in zip(linears, batched.layers(i), strict=True):
+            assert torch.equal(w, layer.weight) and torch.equal(b, layer.bias)
+
+
+def test_worker_processes_give_the_same_results_as_one_process():
+    from lit_basics.experiments.batched_folds import BatchedFolds
+
+    from .conftest import config
+
+    grid = [{"depth": d, "width": w, "model.lr": 0.01} for d in (1, 2) for w in (4, 8)]
+    base = [f"--config={config('iris')}", "--trainer.max_epochs=3"]
+    one, two = (BatchedFolds(base, 3, seed=0, patience=2, workers=n).fit_many(grid) for n in (1, 2))
+    assert [[r.score for r in folds] for folds in one] == [[r.score for r in folds] for folds in two]
+    assert [[r.val_loss for r in folds] for folds in one] == [[r.val_loss for r in folds] for folds in two]

@@ -2,11 +2,15 @@
 
 import math
 
+import numpy as np
 import torch
 
-from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec, per_sample_loss
+from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec
+from lit_basics.engine.batched_loss import cross_entropy_with_grad, per_sample_loss
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import output_dim, predict
+
+EPOCH_GATHER_LIMIT = 2**25  # floats (128 MB): above it, rows are gathered per step instead of per epoch
 
 
 def _padded(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -63,11 +67,12 @@ def fit_group(
     hp = {k: torch.tensor([getattr(s, k) for s in specs], dtype=x.dtype, device=device)
           for k in ("lr", "weight_decay", "l1", "dropout", "momentum")}
     net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"]).to(device)
-    opt = BatchedOptimizer(optimizer, net, hp["lr"], hp["weight_decay"], hp["momentum"])
+    opt = BatchedOptimizer(optimizer, net, hp["lr"], hp["weight_decay"], hp["momentum"], hp["l1"])
     val_rows = _padded([s.val_rows for s in specs], device)
     val_mask = (val_rows >= 0).to(x.dtype)
     x_val, y_val = x[folds[:, None], val_rows.clamp(min=0)], y[val_rows.clamp(min=0)]
     active = torch.ones(m, dtype=torch.bool, device=device)
+    active_host = np.ones(m, dtype=bool)  # the same, on the host: which models step (no sync per step)
     best_loss = torch.full((m,), math.inf, device=device)
     best_acc = torch.zeros(m, device=device)
     best_epoch = torch.zeros(m, dtype=torch.long, device=device)
@@ -75,27 +80,54 @@ def fit_group(
     epochs_run = torch.zeros(m, dtype=torch.long, device=device)
     history: list[list[dict[str, float]]] = [[] for _ in range(m)]
     generator = torch.Generator(device=device).manual_seed(specs[0].seed)
+    counts = np.array([len(s.train_rows) for s in specs])
+    fewest = int(counts.min())
+    x_rows, y_rows = x.reshape(-1, x.shape[-1]), y.repeat(x.shape[0])  # row r of fold f: f * n + r
+    offset = folds[:, None] * x.shape[1]
+    closed_form = loss == "cross_entropy" and num_classes >= 2
     for epoch in range(max_epochs):
-        order = _padded(_epoch_order(specs, epoch), device)
-        train_sum = torch.zeros(m, device=device)
-        train_count = torch.zeros(m, device=device)
+        order = _padded(_epoch_order(specs, epoch), device)  # (M, most rows), -1 past a model's rows
+        valid = order >= 0
+        order = torch.where(valid, order, 0) + offset
+        # this epoch's rows in order, gathered once: each step then reads a slice (when it fits in memory)
+        x_epoch = x_rows[order] if order.numel() * x.shape[-1] <= EPOCH_GATHER_LIMIT else None
+        y_epoch = y_rows[order]
+        losses_sum = []
+        stepping = active_host
         for start in range(0, order.shape[1], batch_size):
-            idx = order[:, start : start + batch_size]  # (M, B)
-            mask = (idx >= 0).to(x.dtype)
-            rows = idx.clamp(min=0)
-            logits = net(x[folds[:, None], rows], train=True, generator=generator)
-            losses = _masked_mean(per_sample_loss(loss, logits, y[rows], num_classes), mask)  # (M,)
-            objective = losses
-            if bool((hp["l1"] > 0).any()):
-                objective = objective + hp["l1"] * (net.flat.abs() * net.weight_mask).sum(1)
-            stepping = active & (mask.sum(1) > 0)
-            grads = torch.autograd.grad((objective * stepping).sum(), net.parameters)
-            opt.step(grads, stepping)
-            train_sum += losses.detach() * mask.sum(1) * stepping
-            train_count += mask.sum(1) * stepping
+            end = start + batch_size
+            xb = x_epoch[:, start:end] if x_epoch is not None else x_rows[order[:, start:end]]
+            logits = net(xb, train=True, generator=generator)  # (M, B, outputs)
+            yb = y_epoch[:, start:end]
+            if closed_form:
+                per_sample, d_logits = cross_entropy_with_grad(logits.detach(), yb, num_classes)
+            else:
+                per_sample = per_sample_loss(loss, logits, yb, num_classes)
+            if end <= fewest:  # every model has a whole batch: no masking
+                weight = torch.full((1, 1), 1.0 / yb.shape[1], device=device)
+            else:
+                mask = valid[:, start:end].to(x.dtype)
+                weight = mask / mask.sum(1, keepdim=True).clamp(min=1)
+                stepping = active_host & (counts > start)
+            if closed_form:
+                net.backward(logits, d_logits.mul_(weight.unsqueeze(-1)))
+                losses_sum.append((per_sample * weight).sum(1))
+            else:
+                losses = (per_sample * weight).sum(1)
+                net.backward(losses.sum())
+                losses_sum.append(losses.detach())
+            opt.step(stepping)
+        with torch.no_grad():
+            # each row once per epoch; the mean of per-batch means weighted by batch size, as Lightning logs it
+            sizes = torch.stack([valid[:, s : s + batch_size].sum(1) for s in range(0, order.shape[1], batch_size)])
+            train_loss = (torch.stack(losses_sum) * sizes).sum(0) / sizes.sum(0).clamp(min=1)
         with torch.no_grad():
             logits = net(x_val)
-            val_loss = _masked_mean(per_sample_loss(loss, logits, y_val, num_classes), val_mask)
+            if closed_form:
+                val_per_sample = cross_entropy_with_grad(logits, y_val, num_classes)[0]
+            else:
+                val_per_sample = per_sample_loss(loss, logits, y_val, num_classes)
+            val_loss = _masked_mean(val_per_sample, val_mask)
             if num_classes:
                 correct = (predict(logits, "classification", num_classes) == y_val).to(x.dtype)
             else:  # regression: no accuracy
@@ -107,7 +139,7 @@ def fit_group(
         best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch + 1), best_epoch)
         best_acc = torch.where(active, torch.maximum(best_acc, val_acc), best_acc)
         waited = torch.where(improved, torch.zeros_like(waited), waited + active.long())
-        rows = zip(active.tolist(), (train_sum / train_count.clamp(min=1)).tolist(), val_loss.tolist(),
+        rows = zip(active.tolist(), train_loss.tolist(), val_loss.tolist(),
                    val_acc.tolist(), strict=True)
         for i, (was_active, train_value, loss_value, acc_value) in enumerate(rows):  # one host sync per epoch
             if was_active:
@@ -115,6 +147,7 @@ def fit_group(
                                    "val/acc": acc_value})
         if patience is not None:
             active &= waited < patience
-        if not bool(active.any()):
+            active_host = active.cpu().numpy().copy()
+        if not active_host.any():
             break
     return GroupResult(best_loss.tolist(), best_acc.tolist(), best_epoch.tolist(), epochs_run.tolist(), history)

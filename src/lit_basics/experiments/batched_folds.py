@@ -6,8 +6,10 @@ models at once, in chunks of at most `max_models`. Values that may differ per mo
 rate, weight decay, L1, dropout, momentum) do not split groups. With `pad_widths` (the default
 on a GPU) widths do not split groups either: narrower layers are zero-padded, which trades
 arithmetic for fewer steps; on a small CPU the arithmetic costs more than the steps save.
+On a CPU the groups run in parallel worker processes, one per core (engine/parallel.py).
 """
 
+import math
 import time
 import zlib
 from collections import defaultdict
@@ -18,6 +20,7 @@ import torch
 
 from lit_basics.engine.batched import ModelSpec
 from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.parallel import default_workers, run_jobs
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.folds import FoldResult, fold_args
 from lit_basics.experiments.runs import check_args
@@ -30,8 +33,9 @@ class BatchedFolds:
     """Fits configurations given as `train.py` arguments; the base config is parsed only once."""
 
     def __init__(self, base_args: list[str], folds: int, seed: int = 0, patience: int = 10,
-                 max_models: int = 256, pad_widths: bool | None = None) -> None:
+                 max_models: int = 256, pad_widths: bool | None = None, workers: int = 0) -> None:
         self.folds, self.seed, self.patience, self.max_models = folds, seed, patience, max_models
+        self.workers = workers  # processes for independent groups; 0: one per CPU core (1 on a GPU)
         self.pad_widths = torch.cuda.is_available() if pad_widths is None else pad_widths
         cli = check_args("batched engine", [*base_args, *fold_args(folds, 0, seed, patience)])
         datamodule, model = cli.datamodule, cli.model
@@ -73,13 +77,28 @@ class BatchedFolds:
             s["depth"] = len(s["hidden_sizes"])
             key = tuple(str(s[k]) for k in SHARED) + (() if self.pad_widths else (str(s["hidden_sizes"]),))
             groups[key] += [(c, f) for f in range(self.folds)]
+        workers = self.workers or default_workers()
+        chunks = []
+        for members in groups.values():  # enough chunks to keep every worker busy, none over max_models
+            size = min(self.max_models, math.ceil(len(members) / max(1, math.ceil(workers / len(groups)))))
+            chunks += [members[start : start + size] for start in range(0, len(members), size)]
         results: list[list[FoldResult | None]] = [[None] * self.folds for _ in configs]
-        for members in groups.values():
-            for start in range(0, len(members), self.max_models):
-                self._fit_chunk(members[start : start + self.max_models], settings, configs, results)
+        costs = [self._cost(chunk, settings) for chunk in chunks]
+        for i, fold_results in run_jobs(lambda i: self._fit_chunk(chunks[i], settings, configs), costs, workers):
+            for (c, f), result in zip(chunks[i], fold_results, strict=True):
+                results[c][f] = result
         return results  # type: ignore[return-value]
 
-    def _fit_chunk(self, members, settings, configs, results) -> None:
+    def _cost(self, members: list[tuple[int, int]], settings: list[dict[str, Any]]) -> float:
+        """Rough seconds of a chunk, to start the longest first: per-step overhead plus multiply-adds."""
+        s = settings[members[0][0]]
+        rows = len(self.folds_rows[0][0])
+        sizes = [self.x.shape[-1], *max((settings[c]["hidden_sizes"] for c, _ in members), key=sum), 10]
+        macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+        steps = math.ceil(rows / int(s["batch_size"]))
+        return int(s["max_epochs"]) * (steps * 5e-4 + 3 * macs * rows * len(members) / 5e10)
+
+    def _fit_chunk(self, members, settings, configs) -> list[FoldResult]:
         first = settings[members[0][0]]
         specs = [
             ModelSpec(
@@ -98,9 +117,9 @@ class BatchedFolds:
                         optimizer=first["optimizer"], batch_size=int(first["batch_size"]),
                         max_epochs=int(first["max_epochs"]), patience=self.patience)
         seconds = (time.perf_counter() - started) / len(members)
-        for i, (c, f) in enumerate(members):
-            results[c][f] = FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
-                                       best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds)
+        return [FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
+                           best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds)
+                for i, (_, f) in enumerate(members)]
 
     def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None], params: dict[str, Any] | None = None
                   ) -> list[FoldResult]:
