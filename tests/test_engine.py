@@ -97,3 +97,15 @@ def test_fast_path_matches_a_plain_dataloader_path(drop_last):
     plain = (model, trainer, {k: float(v) for k, v in trainer.callback_metrics.items()})
     assert fast[1].global_step == plain[1].global_step
     _assert_same_run(fast, plain)
+
+
+def test_logging_skips_a_device_move_only_when_the_state_is_already_there(monkeypatch):
+    from lightning.pytorch.trainer.connectors.logger_connector import result
+
+    metric = result._ResultMetric(result._Metadata(fx="f", name="val/loss"), is_tensor=True)
+    moves = []
+    monkeypatch.setattr(result.Metric, "to", lambda self, *a, **k: moves.append((a, k)) or self)
+    monkeypatch.setattr(result, "apply_to_collection", lambda *a, **k: moves.append(a) or a[0])
+    assert metric.to(torch.device("cpu")) is metric and moves == []  # value and count are on the CPU already
+    metric.to(torch.device("meta"))
+    assert moves  # anywhere else: Lightning's own move runs

@@ -6,6 +6,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_basics.data import ArrayDataModule, IrisDataModule
 from lit_basics.errors import ConfigError
@@ -170,10 +171,22 @@ def test_engine_interface_is_pluggable(workdir):
 
 @pytest.mark.parametrize("engine", ["batched", "lightning"])
 def test_both_engines_run_the_same_search_outputs(workdir, engine):
-    out = _tune(_search(workdir), "--no-refit", "--engine", engine)
+    out = _tune(_search(workdir), "--no-refit", "--engine", engine, "--fold-logs")
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 2 and set(trials["state"]) == {"complete"}
     assert trials[["fold_0", "fold_1"]].notna().all().all()
+    runs = sorted((workdir / "logs" / "tiny_search" / "folds").glob("trial_*/fold_*"))
+    assert [f"{r.parent.name}/{r.name}" for r in runs] == [f"trial_000{t}/fold_{f}" for t in (0, 1) for f in (0, 1)]
+    for run in runs:  # one TensorBoard run per fold fit: its curves and its hparams
+        curves = EventAccumulator(str(run))
+        curves.Reload()
+        assert {"train/loss", "val/loss", "val/acc"} <= set(curves.Tags()["scalars"])
+        assert [e.step for e in curves.Scalars("val/acc")] == [0, 1]  # trainer.max_epochs: 2
+        trial = trials[trials["trial"] == int(run.parent.name.split("_")[1])].iloc[0]
+        assert max(e.value for e in curves.Scalars("val/acc")) == pytest.approx(trial[f"fold_{run.name[-1]}"])
+        hparams = EventAccumulator(str(run), size_guidance={"tensors": 0})
+        hparams.Reload()
+        assert "_hparams_/experiment" in hparams.PluginTagToContent("hparams")
 
 
 def test_batched_and_lightning_engines_pick_the_same_best_configuration(workdir):

@@ -75,6 +75,7 @@ class BatchedMLP:
             self.weight_mask[:, start : start + fan_in * fan_out] = 1.0  # where L2 and L1 apply
         self.param_mask: torch.Tensor | None = None  # (M, P) when widths are padded: 1 on real parameters
         self.dropout = dropout  # (M,) drop probability per model
+        self.dropping = bool((dropout > 0).any())
         self.out_features = sizes[-1]  # the output width before padding (set by from_modules)
         self.model_sizes = [list(sizes)] * flat.shape[0]  # each model's own layer sizes
         self._bind(flat.detach().clone())
@@ -135,6 +136,7 @@ class BatchedMLP:
 
     def to(self, device: torch.device) -> "BatchedMLP":
         self.weight_mask, self.dropout = self.weight_mask.to(device), self.dropout.to(device)
+        self.dropping = bool((self.dropout > 0).any())
         if self.param_mask is not None:
             self.param_mask = self.param_mask.to(device)
         self._bind(self.flat.to(device))
@@ -153,7 +155,7 @@ class BatchedMLP:
     def __call__(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         # x: (M, batch, input_dim) -> (M, batch, output_dim) logits
         last = len(self.layout) - 1
-        dropping = train and bool((self.dropout > 0).any())
+        dropping = train and self.dropping
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.baddbmm(b, x, w)
             if i < last:

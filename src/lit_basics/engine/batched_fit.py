@@ -90,8 +90,10 @@ def fit_group(
         valid = order >= 0
         order = torch.where(valid, order, 0) + offset
         # this epoch's rows in order, gathered once: each step then reads a slice (when it fits in memory)
-        x_epoch = x_rows[order] if order.numel() * x.shape[-1] <= EPOCH_GATHER_LIMIT else None
-        y_epoch = y_rows[order]
+        flat_order = order.view(-1)
+        x_epoch = (x_rows.index_select(0, flat_order).view(*order.shape, -1)
+                   if order.numel() * x.shape[-1] <= EPOCH_GATHER_LIMIT else None)
+        y_epoch = y_rows.index_select(0, flat_order).view(order.shape)
         losses_sum = []
         stepping = active_host
         for start in range(0, order.shape[1], batch_size):

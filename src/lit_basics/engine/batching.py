@@ -94,5 +94,5 @@ class TensorBatchLoader:
                 batch = tuple(t[start:end] for t in self.tensors)
             else:
                 idx = order[start:end]
-                batch = tuple(t[idx] for t in self.tensors)
+                batch = tuple(t.index_select(0, idx) for t in self.tensors)
             yield batch if self.batches_per_step == 1 else (*batch, self.batch_size)

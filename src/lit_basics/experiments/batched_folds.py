@@ -118,7 +118,8 @@ class BatchedFolds:
                         max_epochs=int(first["max_epochs"]), patience=self.patience)
         seconds = (time.perf_counter() - started) / len(members)
         return [FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
-                           best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds)
+                           best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds,
+                           history=out.history[i])
                 for i, (_, f) in enumerate(members)]
 
     def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None], params: dict[str, Any] | None = None

@@ -81,6 +81,8 @@ def tune_main(argv: Sequence[str] | None = None):
     parser.add_argument("--engine", default="batched",
                         help="batched (folds x configurations trained as one program, default) or lightning "
                              "(one Lightning fit per fold)")
+    parser.add_argument("--fold-logs", action="store_true",
+                        help="also write one TensorBoard run per fold fit: <logs>/<name>/folds/trial_N/fold_K")
     parser.add_argument("--logs", default="logs")
     parser.add_argument("--reports", default="reports")
     parser.add_argument("--no-progress", action="store_true")
@@ -93,7 +95,8 @@ def tune_main(argv: Sequence[str] | None = None):
         spec = load_search(args.config, sampler=args.sampler, n_trials=args.n_trials, folds=args.folds,
                            extra=_overrides(args.set))
         out = run_search(spec, reports=args.reports, logs=args.logs, storage=args.storage, resume=args.resume,
-                         refit=not args.no_refit, progress=not args.no_progress, engine=args.engine)
+                         refit=not args.no_refit, progress=not args.no_progress, engine=args.engine,
+                         fold_logs=args.fold_logs)
     except ConfigError as err:
         _fail(err)
     return _publish(out / "summary.md", spec.name, args.readme)

@@ -8,8 +8,9 @@ and, for a grid on the batched engine, `fit_many(configs)`.
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 import lightning as L
 
@@ -25,6 +26,7 @@ class FoldResult:
     best_epoch: int
     epochs: int
     seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch: train/loss, val/loss, val/acc
 
 
 class FoldRunner(Protocol):
@@ -84,4 +86,21 @@ def fold_result(fold: int, model, seconds: float) -> FoldResult:
         best_epoch=int(best_row.get("epoch", 0)) + 1,
         epochs=len(history),
         seconds=seconds,
+        history=list(history),
     )
+
+
+def write_fold_runs(log_dir: Path, trial: int, params: dict[str, Any], results: list[FoldResult]) -> None:
+    """One TensorBoard run per fold fit, `<log_dir>/trial_<n>/fold_<k>`: its curves, and its hparams and score."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    hparams = {k.rsplit(".", 1)[-1]: v if isinstance(v, int | float | str | bool) else str(v)
+               for k, v in params.items()}
+    for result in results:
+        with SummaryWriter(str(log_dir / f"trial_{trial:04d}" / f"fold_{result.fold}")) as writer:
+            for row in result.history:
+                for key, value in row.items():
+                    if key not in ("epoch", "seconds"):
+                        writer.add_scalar(key, value, int(row["epoch"]))
+            writer.add_hparams({**hparams, "fold": result.fold},
+                               {"hp/score": result.score, "hp/best_val_loss": result.val_loss}, run_name=".")

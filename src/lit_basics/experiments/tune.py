@@ -15,7 +15,7 @@ from lit_basics.engine.runtime import machine_description
 from lit_basics.errors import ConfigError, check_choice
 from lit_basics.experiments import search_plots, search_report
 from lit_basics.experiments.batched_folds import BatchedFolds
-from lit_basics.experiments.folds import FoldResult, FoldRunner, LightningFolds, fold_args
+from lit_basics.experiments.folds import FoldResult, FoldRunner, LightningFolds, fold_args, write_fold_runs
 from lit_basics.experiments.runs import check_args, fit
 from lit_basics.experiments.search_space import SearchSpec, grid_size
 from lit_basics.experiments.study import DONE, WORKER, StrayTrial, claim, count_done, open_study
@@ -37,7 +37,7 @@ def validate_search(spec: SearchSpec) -> None:
         datamodule.fold_indices(datamodule.arrays[1])
 
 
-def objective_for(spec: SearchSpec, runner: FoldRunner):
+def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None = None):
     prune = spec.sampler != "grid"
 
     def objective(trial: optuna.Trial) -> float:
@@ -50,6 +50,8 @@ def objective_for(spec: SearchSpec, runner: FoldRunner):
 
         def on_fold(result: FoldResult) -> None:
             scores.append(result.score)
+            if fold_logs:
+                write_fold_runs(fold_logs, trial.number, params, [result])
             trial.set_user_attr(f"fold_{result.fold}", result.score)
             trial.set_user_attr(f"best_epoch_{result.fold}", result.best_epoch)
             if prune:
@@ -89,8 +91,8 @@ def target_trials(spec: SearchSpec) -> int:
     return grid_size(spec) if spec.sampler == "grid" else int(spec.n_trials)
 
 
-def run_grid_batched(study: optuna.Study, spec: SearchSpec, runner: BatchedFolds, show, max_configs: int = 64
-                     ) -> None:
+def run_grid_batched(study: optuna.Study, spec: SearchSpec, runner: BatchedFolds, show, max_configs: int = 64,
+                     fold_logs: Path | None = None) -> None:
     """Take queued grid configurations in rounds and train each round's folds x configurations at once."""
     while True:
         claimed = []
@@ -104,7 +106,9 @@ def run_grid_batched(study: optuna.Study, spec: SearchSpec, runner: BatchedFolds
             claimed.append((trial, {dim.name: dim.suggest(trial) for dim in spec.space}))
         if not claimed:
             return
-        for (trial, _), results in zip(claimed, runner.fit_many([p for _, p in claimed]), strict=True):
+        for (trial, params), results in zip(claimed, runner.fit_many([p for _, p in claimed]), strict=True):
+            if fold_logs:
+                write_fold_runs(fold_logs, trial.number, params, results)
             scores = [r.score for r in results]
             for r in results:
                 trial.set_user_attr(f"fold_{r.fold}", r.score)
@@ -132,6 +136,7 @@ def run_search(
     progress: bool = True,
     runner: FoldRunner | None = None,
     engine: str = "batched",
+    fold_logs: bool = False,
 ) -> Path:
     """Run (or continue) the search, then write trials.csv, summary.md, figures, best.yaml."""
     validate_search(spec)
@@ -149,13 +154,15 @@ def run_search(
         raise
     runner = runner or make_runner(spec, engine)
     total = target_trials(spec)
+    fold_log_dir = Path(logs) / spec.name / "folds" if fold_logs else None
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{spec.name}: trials x {spec.folds} folds", total=total, completed=count_done(study))
         show = lambda s, t: bar.update(task, completed=count_done(s))  # noqa: E731
         if spec.sampler == "grid" and isinstance(runner, BatchedFolds):
-            run_grid_batched(study, spec, runner, show)
+            run_grid_batched(study, spec, runner, show, fold_logs=fold_log_dir)
         else:
-            optimize_until_done(study, objective_for(spec, runner), total, [show], grid=spec.sampler == "grid")
+            optimize_until_done(study, objective_for(spec, runner, fold_log_dir), total, [show],
+                                grid=spec.sampler == "grid")
     test_metrics = refit_best(spec, study, out, logs) if refit else None
     trials = search_report.trials_table(study, spec)
     trials.to_csv(out / "trials.csv", index=False)

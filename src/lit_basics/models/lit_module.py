@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_basics.engine.runtime import avoid_per_step_nvml_probe, plain_fp32_single_device
+from lit_basics.engine.runtime import avoid_per_step_nvml_probe, plain_fp32_single_device, skip_redundant_log_moves
 from lit_basics.errors import ConfigError, check_choice
 from lit_basics.models.fnn import FNN, validate_architecture
 from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
@@ -18,6 +18,7 @@ from lit_basics.models.metrics import make_metrics
 from lit_basics.models.optimizers import SCHEDULERS, make_optimizer, make_scheduler, validate_optimization
 
 avoid_per_step_nvml_probe()  # after `import lightning`, which sets the variable it undoes
+skip_redundant_log_moves()
 
 
 class LitFNN(L.LightningModule):
@@ -85,7 +86,7 @@ class LitFNN(L.LightningModule):
         self.val_metrics = make_metrics(task, num_classes).clone(prefix="val/")
         self.test_metrics = make_metrics(task, num_classes).clone(prefix="test/")
         self._sums: dict[str, torch.Tensor] = {}
-        self._train_record: dict[str, list] = {"loss": [], "correct": [], "n": []}  # per minibatch
+        self._train_record: dict[str, list] = {"loss": [], "outputs": [], "n": []}  # per minibatch
         self._direct_steps: bool | None = None  # decided at the first step, see training_step
         self.best = {"hp/best_val_loss": math.inf, "hp/best_val_acc": 0.0}
         self.history: list[dict[str, float]] = []  # one row of epoch metrics per training epoch
@@ -158,12 +159,11 @@ class LitFNN(L.LightningModule):
         return loss.detach()
 
     def _record_train_step(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        """Keep this minibatch's loss (and correct count) as device tensors; summed at epoch end."""
+        """Keep this minibatch's loss (and logits, for accuracy) on the device; reduced once at epoch end."""
         self._train_record["loss"].append(loss.detach())
         self._train_record["n"].append(y.shape[0])
         if self.is_classifier:
-            correct = predict(logits.detach(), "classification", self.hparams.num_classes) == y
-            self._train_record["correct"].append(correct.sum())
+            self._train_record["outputs"].append((logits.detach(), y))
 
     def _step_sums(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(loss * n, correct, n) for one evaluation batch."""
@@ -211,7 +211,10 @@ class LitFNN(L.LightningModule):
         record = self._train_record
         if record["n"]:
             sizes = torch.tensor(record["n"], dtype=record["loss"][0].dtype, device=record["loss"][0].device)
-            correct = torch.stack(record["correct"]).sum() if record["correct"] else sizes.new_zeros(())
+            correct = sizes.new_zeros(())
+            if record["outputs"]:
+                logits, y = (torch.cat(parts) for parts in zip(*record["outputs"], strict=True))
+                correct = (predict(logits, "classification", self.hparams.num_classes) == y).sum().to(sizes.dtype)
             self._sums["train"] = torch.stack([torch.stack(record["loss"]) @ sizes, correct, sizes.sum()])
         self.log_dict(self._epoch_means("train"), on_epoch=True, sync_dist=True)
         if self.hparams.l1 > 0:
