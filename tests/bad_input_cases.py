@@ -13,6 +13,8 @@ CASES = [
     ("unknown loss", "fit", "--config {cfg:moons} --model.loss kl", "unknown loss 'kl'; allowed: cross_entropy, hinge, mse"),
     ("unknown optimizer", "fit", "--config {cfg:moons} --model.optimizer lbfgs",
      "unknown optimizer 'lbfgs'; allowed: adam, adamw, momentum, rmsprop, sgd"),
+    ("unknown weight init", "fit", "--config {cfg:moons} --model.init uniform",
+     "unknown init 'uniform'; allowed: glorot, he, pytorch"),
     ("unknown scheduler", "fit", "--config {cfg:moons} --model.scheduler warmup", "unknown scheduler 'warmup'; allowed:"),
     ("unknown sampler", "tune", "--config {tmp}/search.yaml --sampler anneal",
      "unknown sampler 'anneal'; allowed: grid, random, tpe"),

@@ -48,6 +48,7 @@ def test_leaky_relu_uses_alpha():
         ({"leaky_relu_alpha": -0.5}, "leaky_relu_alpha=-0.5 must be >= 0"),
         ({"task": "regression", "loss": "hinge"}, "loss 'hinge' does not fit task 'regression'"),
         ({"scheduler": "warmup"}, "unknown scheduler 'warmup'"),
+        ({"init": "uniform"}, "unknown init 'uniform'; allowed: glorot, he, pytorch"),
     ],
 )
 def test_bad_arguments_raise_a_value_error_naming_the_value(kwargs, message):
@@ -55,6 +56,21 @@ def test_bad_arguments_raise_a_value_error_naming_the_value(kwargs, message):
         LitFNN(input_dim=4, num_classes=3, **kwargs)
     assert isinstance(info.value, ConfigError)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("init", "activation"), [("glorot", "relu"), ("glorot", "sigmoid"), ("he", "relu")])
+def test_weight_initialisations_draw_from_their_ranges(init, activation):
+    torch.manual_seed(0)
+    net = FNN(200, [300], 100, activation=activation, init=init)
+    for layer in (m for m in net.net if isinstance(m, nn.Linear)):
+        fan_in, fan_out = layer.in_features, layer.out_features
+        if init == "glorot":  # scikit-learn's: sqrt(6 / (fan_in + fan_out)), sqrt(2 / ...) for sigmoid
+            bound = ((2.0 if activation == "sigmoid" else 6.0) / (fan_in + fan_out)) ** 0.5
+            assert 0.95 * bound < layer.bias.abs().max() <= bound
+        else:  # He: sqrt(6 / fan_in), zero biases
+            bound = (6.0 / fan_in) ** 0.5
+            assert not layer.bias.any()
+        assert 0.95 * bound < layer.weight.abs().max() <= bound  # fills the range, and not beyond
 
 
 def test_binary_cross_entropy_is_bce_with_logits_on_one_logit():

@@ -59,13 +59,14 @@ def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return best, result
 
 
-def plain_loop(datamodule: ArrayDataModule, hidden: list[int], epochs: int, validate: bool = True) -> float:
+def plain_loop(datamodule: ArrayDataModule, hidden: list[int], epochs: int, validate: bool = True,
+               init: str = "pytorch") -> float:
     """The reference: the same model, optimizer, batches and per-epoch validation, written by hand."""
     datamodule.setup()
     x, y = datamodule.tensors["train"]
     x_val, y_val = datamodule.tensors["val"]
     torch.manual_seed(0)
-    net = FNN(x.shape[1], hidden, datamodule.num_classes)
+    net = FNN(x.shape[1], hidden, datamodule.num_classes, init=init)
     optimizer = make_optimizer("adam", net, 1e-3)
     loader = TensorBatchLoader((x, y), datamodule.batch_size, shuffle=True, seed=datamodule.seed)
     for epoch in range(epochs):
@@ -85,10 +86,11 @@ def plain_loop(datamodule: ArrayDataModule, hidden: list[int], epochs: int, vali
 
 
 def lightning_fit(datamodule: ArrayDataModule, hidden: list[int], epochs: int, validate: bool = True,
-                  full: bool = False, root: str = "/tmp/lit_basics_bench") -> LitFNN:
+                  full: bool = False, root: str = "/tmp/lit_basics_bench", init: str = "pytorch") -> LitFNN:
     """Our path: LitFNN + DataModule + Trainer.fit. `full` adds TensorBoard, checkpoints, early stopping."""
     L.seed_everything(0, verbose=False)
-    model = LitFNN(input_dim=datamodule.num_features, num_classes=datamodule.num_classes, hidden_sizes=hidden)
+    model = LitFNN(input_dim=datamodule.num_features, num_classes=datamodule.num_classes, hidden_sizes=hidden,
+                   init=init)
     extra: dict[str, Any] = {"logger": False, "enable_checkpointing": False}
     if full:
         from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -119,7 +121,12 @@ def accuracy(model: LitFNN, datamodule: ArrayDataModule) -> float:
 
 
 def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
-    """Same architecture, batch size, epochs, Adam and learning rate; no L2, no early stopping."""
+    """Our fit vs MLPClassifier's at equal architecture, batch size, epochs, Adam, lr, init and threads.
+
+    Both start from Glorot weights (scikit-learn's initialisation); no L2, no early stopping.
+    `raw_vs_sklearn_digits` times the plain PyTorch loop against the same fit: the floor that any
+    autograd implementation starts from on this machine.
+    """
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -142,9 +149,11 @@ def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
     holder: dict[str, LitFNN] = {}
 
     def ours() -> None:
-        holder["model"] = lightning_fit(dm, [128, 128], epochs, validate=False)
+        holder["model"] = lightning_fit(dm, [128, 128], epochs, validate=False, init="glorot")
 
     out = ratio("ours_vs_sklearn_digits", ours, sklearn_fit, repeats)
+    out |= ratio("raw_vs_sklearn_digits", lambda: plain_loop(dm, [128, 128], epochs, validate=False, init="glorot"),
+                 sklearn_fit, repeats)
     out["ours_acc_digits"] = accuracy(holder["model"], dm)
     out["sklearn_acc_digits"] = float(clf.score(x_test, y_test))
     return out
@@ -181,7 +190,10 @@ def batched_speedup(models: int, epochs: int) -> dict[str, float]:
 
 
 def cv_comparison(epochs: int, folds: int = 5) -> dict[str, float]:
-    """A 5-fold search over GRID on digits: our batched engine vs GridSearchCV(MLPClassifier, n_jobs=2)."""
+    """A 5-fold search over GRID on digits: our batched engine vs GridSearchCV(MLPClassifier, n_jobs=2).
+
+    Each side uses the machine's cores: GridSearchCV two worker processes, ours a worker process per core.
+    """
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -193,8 +205,8 @@ def cv_comparison(epochs: int, folds: int = 5) -> dict[str, float]:
     from lit_basics.engine.parallel import default_workers
     from lit_basics.experiments.batched_folds import BatchedFolds
 
-    runner = BatchedFolds([f"--config={REPO / 'configs/digits.yaml'}", f"--trainer.max_epochs={epochs}"], folds,
-                          seed=0, patience=epochs + 1)
+    runner = BatchedFolds([f"--config={REPO / 'configs/digits.yaml'}", f"--trainer.max_epochs={epochs}",
+                           "--model.init=glorot"], folds, seed=0, patience=epochs + 1)  # scikit-learn's init
     started = time.perf_counter()
     results = runner.fit_many(GRID)
     ours_s = time.perf_counter() - started

@@ -48,6 +48,7 @@ def fit_group(
     batch_size: int = 32,
     max_epochs: int = 50,
     patience: int | None = None,
+    init: str = "pytorch",
 ) -> GroupResult:
     """Train len(specs) networks together; x is (folds, rows, features): one standardised copy per fold.
 
@@ -63,7 +64,7 @@ def fit_group(
     modules = []
     for spec, widths in zip(specs, sizes, strict=True):
         torch.manual_seed(spec.seed)  # each model starts as a separate FNN of its own sizes would
-        modules.append(FNN(x.shape[-1], list(widths), out_dim))
+        modules.append(FNN(x.shape[-1], list(widths), out_dim, activation=activation, init=init))
     hp = {k: torch.tensor([getattr(s, k) for s in specs], dtype=x.dtype, device=device)
           for k in ("lr", "weight_decay", "l1", "dropout", "momentum")}
     net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"]).to(device)
@@ -85,44 +86,42 @@ def fit_group(
     x_rows, y_rows = x.reshape(-1, x.shape[-1]), y.repeat(x.shape[0])  # row r of fold f: f * n + r
     offset = folds[:, None] * x.shape[1]
     closed_form = loss == "cross_entropy" and num_classes >= 2
+    gather_per_epoch = m * max(len(s.train_rows) for s in specs) * x.shape[-1] <= EPOCH_GATHER_LIMIT
     for epoch in range(max_epochs):
         order = _padded(_epoch_order(specs, epoch), device)  # (M, most rows), -1 past a model's rows
         valid = order >= 0
         order = torch.where(valid, order, 0) + offset
         # this epoch's rows in order, gathered once: each step then reads a slice (when it fits in memory)
         flat_order = order.view(-1)
-        x_epoch = (x_rows.index_select(0, flat_order).view(*order.shape, -1)
-                   if order.numel() * x.shape[-1] <= EPOCH_GATHER_LIMIT else None)
-        y_epoch = y_rows.index_select(0, flat_order).view(order.shape)
-        losses_sum = []
+        if epoch == 0:  # buffers reused every epoch: a fresh multi-MB tensor costs its page faults each time
+            x_epoch = x_rows.new_empty((*order.shape, x.shape[-1])) if gather_per_epoch else None
+            y_epoch = y_rows.new_empty(order.shape)
+        if x_epoch is not None:
+            torch.index_select(x_rows, 0, flat_order, out=x_epoch.view(-1, x.shape[-1]))
+        torch.index_select(y_rows, 0, flat_order, out=y_epoch.view(-1))
+        per_sample_losses = []  # (M, B) per step; the epoch's training loss is their mean over valid rows
         stepping = active_host
         for start in range(0, order.shape[1], batch_size):
             end = start + batch_size
             xb = x_epoch[:, start:end] if x_epoch is not None else x_rows[order[:, start:end]]
             logits = net(xb, train=True, generator=generator)  # (M, B, outputs)
             yb = y_epoch[:, start:end]
-            if closed_form:
-                per_sample, d_logits = cross_entropy_with_grad(logits.detach(), yb, num_classes)
-            else:
-                per_sample = per_sample_loss(loss, logits, yb, num_classes)
-            if end <= fewest:  # every model has a whole batch: no masking
-                weight = torch.full((1, 1), 1.0 / yb.shape[1], device=device)
-            else:
+            full = end <= fewest  # every model has a whole batch: no masking
+            if not full:
                 mask = valid[:, start:end].to(x.dtype)
-                weight = mask / mask.sum(1, keepdim=True).clamp(min=1)
+                weight = mask / mask.sum(1, keepdim=True).clamp(min=1)  # (M, B): each model's batch mean
                 stepping = active_host & (counts > start)
             if closed_form:
-                net.backward(logits, d_logits.mul_(weight.unsqueeze(-1)))
-                losses_sum.append((per_sample * weight).sum(1))
+                per_sample, d_logits = cross_entropy_with_grad(logits.detach(), yb, num_classes)
+                net.backward(logits, d_logits.mul_(1.0 / yb.shape[1]) if full else d_logits.mul_(weight.unsqueeze(-1)))
             else:
-                losses = (per_sample * weight).sum(1)
-                net.backward(losses.sum())
-                losses_sum.append(losses.detach())
+                per_sample = per_sample_loss(loss, logits, yb, num_classes)
+                net.backward(per_sample.mean(1).sum() if full else (per_sample * weight).sum())
+            per_sample_losses.append(per_sample.detach())
             opt.step(stepping)
         with torch.no_grad():
-            # each row once per epoch; the mean of per-batch means weighted by batch size, as Lightning logs it
-            sizes = torch.stack([valid[:, s : s + batch_size].sum(1) for s in range(0, order.shape[1], batch_size)])
-            train_loss = (torch.stack(losses_sum) * sizes).sum(0) / sizes.sum(0).clamp(min=1)
+            epoch_losses = torch.cat(per_sample_losses, 1)
+            train_loss = (epoch_losses * valid).sum(1) / valid.sum(1).clamp(min=1)
         with torch.no_grad():
             logits = net(x_val)
             if closed_form:

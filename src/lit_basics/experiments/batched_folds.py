@@ -26,7 +26,7 @@ from lit_basics.experiments.folds import FoldResult, fold_args
 from lit_basics.experiments.runs import check_args
 
 PER_MODEL = ("lr", "weight_decay", "l1", "dropout", "momentum")
-SHARED = ("depth", "activation", "leaky_relu_alpha", "loss", "optimizer", "batch_size", "max_epochs")
+SHARED = ("depth", "activation", "leaky_relu_alpha", "loss", "optimizer", "batch_size", "max_epochs", "init")
 
 
 class BatchedFolds:
@@ -115,7 +115,7 @@ class BatchedFolds:
         out = fit_group(self.x, self.y, specs, widths, self.num_classes,
                         activation=first["activation"], alpha=first["leaky_relu_alpha"], loss=first["loss"],
                         optimizer=first["optimizer"], batch_size=int(first["batch_size"]),
-                        max_epochs=int(first["max_epochs"]), patience=self.patience)
+                        max_epochs=int(first["max_epochs"]), patience=self.patience, init=first["init"])
         seconds = (time.perf_counter() - started) / len(members)
         return [FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
                            best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds,

@@ -1,12 +1,32 @@
 """The feedforward network: any depth, sized by [input_dim, *hidden_sizes, output_dim]."""
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from lit_basics.errors import ConfigError
+from lit_basics.errors import ConfigError, check_choice
 from lit_basics.models.activations import make_activation
+
+INITS = ("pytorch", "glorot", "he")
+
+
+def initialise(layer: nn.Linear, init: str, activation: str) -> None:
+    """Draw a layer's starting weights: torch's default, Glorot (as scikit-learn's MLP) or He.
+
+    pytorch: nn.Linear's own U(+-1/sqrt(fan_in)) for weights and biases.
+    glorot: weights and biases U(+-sqrt(6 / (fan_in + fan_out))), sqrt(2 / ...) for sigmoid:
+        scikit-learn's MLPClassifier initialisation, for like-for-like comparisons with it.
+    he: weights U(+-sqrt(6 / fan_in)) (Kaiming, made for ReLU), biases zero.
+    """
+    if init == "glorot":
+        bound = math.sqrt((2.0 if activation == "sigmoid" else 6.0) / (layer.in_features + layer.out_features))
+        nn.init.uniform_(layer.weight, -bound, bound)
+        nn.init.uniform_(layer.bias, -bound, bound)
+    elif init == "he":
+        nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+        nn.init.zeros_(layer.bias)
 
 
 def validate_architecture(hidden_sizes: Sequence[int], dropout: float, leaky_relu_alpha: float) -> None:
@@ -33,9 +53,11 @@ class FNN(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         leaky_relu_alpha: float = 0.01,
+        init: str = "pytorch",
     ) -> None:
         super().__init__()
         validate_architecture(hidden_sizes, dropout, leaky_relu_alpha)
+        check_choice("init", init, INITS)
         if input_dim <= 0 or output_dim <= 0:
             raise ConfigError(f"input_dim={input_dim} and output_dim={output_dim} must be >= 1")
         sizes = [input_dim, *hidden_sizes]
@@ -46,6 +68,9 @@ class FNN(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(sizes[-1], output_dim))
+        for layer in layers:
+            if isinstance(layer, nn.Linear):
+                initialise(layer, init, activation)
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

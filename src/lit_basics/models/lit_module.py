@@ -31,6 +31,7 @@ class LitFNN(L.LightningModule):
         hidden_sizes: width of each hidden layer; its length is the depth.
         activation: sigmoid, tanh, relu or leaky_relu (slope `leaky_relu_alpha` below zero).
         dropout: drop probability after each hidden activation, in [0, 1).
+        init: starting weights: pytorch (nn.Linear's default), glorot (as scikit-learn's MLP) or he.
         loss: cross_entropy (BCE-with-logits when binary), hinge or mse.
         optimizer: sgd, momentum (SGD with `momentum`), rmsprop, adam or adamw.
         weight_decay: L2 penalty on weight matrices, applied by the optimizer.
@@ -63,6 +64,7 @@ class LitFNN(L.LightningModule):
         scheduler: str = "none",
         scheduler_kwargs: dict[str, Any] | None = None,
         gradient_clip_val: float = 0.0,
+        init: str = "pytorch",
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -82,6 +84,7 @@ class LitFNN(L.LightningModule):
             activation=activation,
             dropout=dropout,
             leaky_relu_alpha=leaky_relu_alpha,
+            init=init,
         )
         self.val_metrics = make_metrics(task, num_classes).clone(prefix="val/")
         self.test_metrics = make_metrics(task, num_classes).clone(prefix="test/")
