@@ -116,3 +116,16 @@ def test_worker_processes_give_the_same_results_as_one_process():
     one, two = (BatchedFolds(base, 3, seed=0, patience=2, workers=n).fit_many(grid) for n in (1, 2))
     assert [[r.score for r in folds] for folds in one] == [[r.score for r in folds] for folds in two]
     assert [[r.val_loss for r in folds] for folds in one] == [[r.val_loss for r in folds] for folds in two]
+
+
+def test_rows_gathered_per_step_give_the_same_fit_as_one_gather_per_epoch(monkeypatch):
+    import lit_basics.engine.batched_fit as batched_fit
+
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 100, 6), torch.randint(0, 3, (100,))
+    rows = torch.arange(100)
+    specs = [ModelSpec(train_rows=rows[:70 - 7 * f], val_rows=rows[70:], fold=f, lr=0.01, seed=f) for f in (0, 1)]
+    per_epoch = fit_group(x, y, specs, [8], 3, batch_size=16, max_epochs=3)
+    monkeypatch.setattr(batched_fit, "EPOCH_GATHER_LIMIT", 0)  # as for data too large to gather per epoch
+    per_step = fit_group(x, y, specs, [8], 3, batch_size=16, max_epochs=3)
+    assert per_step.history == per_epoch.history and per_step.best_val_loss == per_epoch.best_val_loss
