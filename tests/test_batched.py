@@ -129,3 +129,34 @@ def test_rows_gathered_per_step_give_the_same_fit_as_one_gather_per_epoch(monkey
     monkeypatch.setattr(batched_fit, "EPOCH_GATHER_LIMIT", 0)  # as for data too large to gather per epoch
     per_step = fit_group(x, y, specs, [8], 3, batch_size=16, max_epochs=3)
     assert per_step.history == per_epoch.history and per_step.best_val_loss == per_epoch.best_val_loss
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum", "rmsprop"])
+def test_models_that_stopped_early_leave_the_stack_without_changing_any_result(monkeypatch, optimizer):
+    import lit_basics.engine.batched_fit as batched_fit
+
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 150, 5), torch.randint(0, 3, (150,))
+    rows = torch.arange(150)
+    # learning rates from far too small to far too large: the models stop at different epochs
+    specs = [ModelSpec(train_rows=rows[: 100 - 5 * (i % 2)], val_rows=rows[100:], fold=i % 2, lr=lr, seed=i,
+                       weight_decay=0.01 * (i % 3), l1=0.001 * (i % 2))
+             for i, lr in enumerate([1e-4, 0.3, 0.003, 1.0, 0.03, 0.1])]
+
+    def fit():
+        return fit_group(x, y, specs, [12, 6], 3, optimizer=optimizer, batch_size=16, max_epochs=25, patience=2)
+
+    sizes = []
+    keep = BatchedMLP.keep
+    monkeypatch.setattr(BatchedMLP, "keep", lambda net, rows: sizes.append(len(rows)) or keep(net, rows))
+    compacted = fit()
+    assert len(sizes) >= 2 and sizes == sorted(sizes, reverse=True)  # the stack shrank more than once
+    shrinks = len(sizes)
+    monkeypatch.setattr(batched_fit, "COMPACT_BELOW", 0.0)  # stopped models stay in the stack, frozen
+    frozen = fit()
+    assert len(sizes) == shrinks and len(set(compacted.epochs)) > 2
+    assert compacted.epochs == frozen.epochs and compacted.best_epoch == frozen.best_epoch
+    for a, b in ((compacted.best_val_loss, frozen.best_val_loss), (compacted.best_val_acc, frozen.best_val_acc)):
+        assert a == pytest.approx(b, abs=1e-6)
+    for mine, theirs in zip(compacted.history, frozen.history, strict=True):
+        assert [row["val/loss"] for row in mine] == pytest.approx([row["val/loss"] for row in theirs], abs=1e-6)

@@ -142,6 +142,15 @@ class BatchedMLP:
         self._bind(self.flat.to(device))
         return self
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the models `rows` in the stack: those that stopped early cost no more arithmetic."""
+        self.dropout = self.dropout[rows]
+        self.dropping = bool((self.dropout > 0).any())
+        if self.param_mask is not None:
+            self.param_mask = self.param_mask[rows]
+        self.model_sizes = [self.model_sizes[i] for i in rows.tolist()]
+        self._bind(self.flat[rows])
+
     @property
     def parameters(self) -> list[torch.Tensor]:
         return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
@@ -188,12 +197,27 @@ class BatchedOptimizer:
         self.m = torch.zeros_like(flat) if name != "sgd" else None  # momentum buffer / adam's first moment
         self.v = torch.zeros_like(flat) if name in ("adam", "rmsprop") else None
         self.steps = torch.zeros(flat.shape[0], dtype=flat.dtype, device=flat.device)
-        self._plans: dict[bytes, list[tuple[float, float, list[int]]]] = {}
+        self._index_rows()
+
+    def _index_rows(self) -> None:
+        """Per-model row views of every buffer, for the fused kernels' tensor lists; plans start afresh."""
+        self._plans: dict[bytes, tuple[list[tuple[float, float, list[int]]], torch.Tensor]] = {}
         self._rows = {key: list(t.unbind(0)) for key, t in
-                      (("p", flat), ("g", model.grad), ("m", self.m), ("v", self.v), ("s", self.steps))
-                      if t is not None}
-        if name == "rmsprop":
-            self._lr_column = torch.tensor(self.lr, dtype=flat.dtype, device=flat.device).view(-1, 1)
+                      (("p", self.model.flat), ("g", self.model.grad), ("m", self.m), ("v", self.v),
+                       ("s", self.steps)) if t is not None}
+        flat = self.model.flat
+        self._lr_column = torch.tensor(self.lr, dtype=flat.dtype, device=flat.device).view(-1, 1)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep the state of models `rows` only; call after the model's own `keep`."""
+        index = rows.tolist()
+        self.lr, self.mu = [self.lr[i] for i in index], [self.mu[i] for i in index]
+        self.decay = None if self.decay is None else self.decay[rows]
+        self.l1 = None if self.l1 is None else self.l1[rows]
+        self.m = None if self.m is None else self.m[rows]
+        self.v = None if self.v is None else self.v[rows]
+        self.steps = self.steps[rows]
+        self._index_rows()
 
     def _plan(self, stepping: np.ndarray) -> tuple[list[tuple[float, float, list[int]]], torch.Tensor]:
         """The stepping models grouped by (lr, momentum), one fused call each; and `stepping` as 0/1 floats."""

@@ -11,6 +11,7 @@ from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import output_dim, predict
 
 EPOCH_GATHER_LIMIT = 2**25  # floats (128 MB): above it, rows are gathered per step instead of per epoch
+COMPACT_BELOW = 0.75  # when at most this share of the stack is still training, drop the stopped models
 
 
 def _padded(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -54,11 +55,11 @@ def fit_group(
 
     `hidden_sizes` is one list for all models or one per model (same depth; narrower ones are padded).
     Early stopping per model on its validation loss (stop after `patience` epochs without a strict
-    improvement, as Lightning's EarlyStopping); a stopped model is frozen while the others go on.
+    improvement, as Lightning's EarlyStopping); a stopped model is frozen while the others go on, and
+    the stopped models leave the stack once they are a quarter of it (COMPACT_BELOW).
     """
     device = x.device
     m = len(specs)
-    folds = torch.tensor([s.fold for s in specs], device=device)
     sizes = hidden_sizes if isinstance(hidden_sizes[0], list | tuple) else [hidden_sizes] * m
     out_dim = output_dim("classification" if num_classes else "regression", num_classes)
     modules = []
@@ -69,32 +70,29 @@ def fit_group(
           for k in ("lr", "weight_decay", "l1", "dropout", "momentum")}
     net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"]).to(device)
     opt = BatchedOptimizer(optimizer, net, hp["lr"], hp["weight_decay"], hp["momentum"], hp["l1"])
-    val_rows = _padded([s.val_rows for s in specs], device)
-    val_mask = (val_rows >= 0).to(x.dtype)
-    x_val, y_val = x[folds[:, None], val_rows.clamp(min=0)], y[val_rows.clamp(min=0)]
-    active = torch.ones(m, dtype=torch.bool, device=device)
-    active_host = np.ones(m, dtype=bool)  # the same, on the host: which models step (no sync per step)
-    best_loss = torch.full((m,), math.inf, device=device)
-    best_acc = torch.zeros(m, device=device)
-    best_epoch = torch.zeros(m, dtype=torch.long, device=device)
-    waited = torch.zeros(m, dtype=torch.long, device=device)
-    epochs_run = torch.zeros(m, dtype=torch.long, device=device)
+    members = _Members(specs, x, y)
+    track = {"active": torch.ones(m, dtype=torch.bool, device=device),
+             "best_loss": torch.full((m,), math.inf, device=device), "best_acc": torch.zeros(m, device=device),
+             "best_epoch": torch.zeros(m, dtype=torch.long, device=device),
+             "waited": torch.zeros(m, dtype=torch.long, device=device),
+             "epochs_run": torch.zeros(m, dtype=torch.long, device=device)}
+    active_host = np.ones(m, dtype=bool)  # track["active"] on the host: which models step (no sync per step)
+    index = np.arange(m)  # the original model of each row of the stack
+    final: dict[str, list] = {k: [0] * m for k in ("best_loss", "best_acc", "best_epoch", "epochs_run")}
     history: list[list[dict[str, float]]] = [[] for _ in range(m)]
     generator = torch.Generator(device=device).manual_seed(specs[0].seed)
-    counts = np.array([len(s.train_rows) for s in specs])
-    fewest = int(counts.min())
     x_rows, y_rows = x.reshape(-1, x.shape[-1]), y.repeat(x.shape[0])  # row r of fold f: f * n + r
-    offset = folds[:, None] * x.shape[1]
     closed_form = loss == "cross_entropy" and num_classes >= 2
-    gather_per_epoch = m * max(len(s.train_rows) for s in specs) * x.shape[-1] <= EPOCH_GATHER_LIMIT
+    x_epoch = y_epoch = None
     for epoch in range(max_epochs):
-        order = _padded(_epoch_order(specs, epoch), device)  # (M, most rows), -1 past a model's rows
+        order = _padded(_epoch_order(members.specs, epoch), device)  # (M, most rows), -1 past a model's rows
         valid = order >= 0
-        order = torch.where(valid, order, 0) + offset
+        order = torch.where(valid, order, 0) + members.offset
         # this epoch's rows in order, gathered once: each step then reads a slice (when it fits in memory)
         flat_order = order.view(-1)
-        if epoch == 0:  # buffers reused every epoch: a fresh multi-MB tensor costs its page faults each time
-            x_epoch = x_rows.new_empty((*order.shape, x.shape[-1])) if gather_per_epoch else None
+        if y_epoch is None or y_epoch.shape != order.shape:  # buffers reused: a fresh one costs page faults
+            gather = order.numel() * x.shape[-1] <= EPOCH_GATHER_LIMIT
+            x_epoch = x_rows.new_empty((*order.shape, x.shape[-1])) if gather else None
             y_epoch = y_rows.new_empty(order.shape)
         if x_epoch is not None:
             torch.index_select(x_rows, 0, flat_order, out=x_epoch.view(-1, x.shape[-1]))
@@ -106,11 +104,11 @@ def fit_group(
             xb = x_epoch[:, start:end] if x_epoch is not None else x_rows[order[:, start:end]]
             logits = net(xb, train=True, generator=generator)  # (M, B, outputs)
             yb = y_epoch[:, start:end]
-            full = end <= fewest  # every model has a whole batch: no masking
+            full = end <= members.fewest  # every model has a whole batch: no masking
             if not full:
                 mask = valid[:, start:end].to(x.dtype)
                 weight = mask / mask.sum(1, keepdim=True).clamp(min=1)  # (M, B): each model's batch mean
-                stepping = active_host & (counts > start)
+                stepping = active_host & (members.counts > start)
             if closed_form:
                 per_sample, d_logits = cross_entropy_with_grad(logits.detach(), yb, num_classes)
                 net.backward(logits, d_logits.mul_(1.0 / yb.shape[1]) if full else d_logits.mul_(weight.unsqueeze(-1)))
@@ -122,33 +120,78 @@ def fit_group(
         with torch.no_grad():
             epoch_losses = torch.cat(per_sample_losses, 1)
             train_loss = (epoch_losses * valid).sum(1) / valid.sum(1).clamp(min=1)
-        with torch.no_grad():
-            logits = net(x_val)
-            if closed_form:
-                val_per_sample = cross_entropy_with_grad(logits, y_val, num_classes)[0]
-            else:
-                val_per_sample = per_sample_loss(loss, logits, y_val, num_classes)
-            val_loss = _masked_mean(val_per_sample, val_mask)
-            if num_classes:
-                correct = (predict(logits, "classification", num_classes) == y_val).to(x.dtype)
-            else:  # regression: no accuracy
-                correct = val_mask * 0
-            val_acc = _masked_mean(correct, val_mask)
-        epochs_run += active
-        improved = active & (val_loss < best_loss)
-        best_loss = torch.where(improved, val_loss, best_loss)
-        best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch + 1), best_epoch)
-        best_acc = torch.where(active, torch.maximum(best_acc, val_acc), best_acc)
-        waited = torch.where(improved, torch.zeros_like(waited), waited + active.long())
-        rows = zip(active.tolist(), train_loss.tolist(), val_loss.tolist(),
+            val_loss, val_acc = _validate(net, members, loss, num_classes, closed_form)
+        _track_epoch(track, val_loss, val_acc, epoch)
+        rows = zip(index.tolist(), track["active"].tolist(), train_loss.tolist(), val_loss.tolist(),
                    val_acc.tolist(), strict=True)
-        for i, (was_active, train_value, loss_value, acc_value) in enumerate(rows):  # one host sync per epoch
+        for i, was_active, train_value, loss_value, acc_value in rows:  # one host sync per epoch
             if was_active:
                 history[i].append({"epoch": float(epoch), "train/loss": train_value, "val/loss": loss_value,
                                    "val/acc": acc_value})
         if patience is not None:
-            active &= waited < patience
-            active_host = active.cpu().numpy().copy()
+            track["active"] &= track["waited"] < patience
+            active_host = track["active"].cpu().numpy().copy()
+        if active_host.sum() > COMPACT_BELOW * len(index):
+            continue
+        _record(final, track, index, ~active_host)  # stopped models leave the stack with their results
         if not active_host.any():
             break
-    return GroupResult(best_loss.tolist(), best_acc.tolist(), best_epoch.tolist(), epochs_run.tolist(), history)
+        keep = torch.as_tensor(np.flatnonzero(active_host), device=device)
+        net.keep(keep)
+        opt.keep(keep)
+        members = members.keep(keep)
+        track = {k: v[keep] for k, v in track.items()}
+        index, active_host = index[active_host], active_host[active_host]
+    _record(final, track, index, np.ones(len(index), dtype=bool))
+    return GroupResult(final["best_loss"], final["best_acc"], final["best_epoch"], final["epochs_run"], history)
+
+
+class _Members:
+    """What the loop needs of the models in the stack, row by row: their specs, fold offsets, validation data."""
+
+    def __init__(self, specs: list[ModelSpec], x: torch.Tensor, y: torch.Tensor) -> None:
+        device = x.device
+        self.specs, self.x, self.y = specs, x, y
+        folds = torch.tensor([s.fold for s in specs], device=device)
+        self.offset = folds[:, None] * x.shape[1]
+        self.counts = np.array([len(s.train_rows) for s in specs])
+        self.fewest = int(self.counts.min())
+        val_rows = _padded([s.val_rows for s in specs], device)
+        self.val_mask = (val_rows >= 0).to(x.dtype)
+        self.x_val, self.y_val = x[folds[:, None], val_rows.clamp(min=0)], y[val_rows.clamp(min=0)]
+
+    def keep(self, rows: torch.Tensor) -> "_Members":
+        return _Members([self.specs[i] for i in rows.tolist()], self.x, self.y)
+
+
+def _validate(net: BatchedMLP, members: _Members, loss: str, num_classes: int, closed_form: bool
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M,) validation loss and accuracy (0 for regression) of every model in the stack."""
+    logits = net(members.x_val)
+    if closed_form:
+        per_sample = cross_entropy_with_grad(logits, members.y_val, num_classes)[0]
+    else:
+        per_sample = per_sample_loss(loss, logits, members.y_val, num_classes)
+    correct = members.val_mask * 0  # regression: no accuracy
+    if num_classes:
+        correct = (predict(logits, "classification", num_classes) == members.y_val).to(logits.dtype)
+    return _masked_mean(per_sample, members.val_mask), _masked_mean(correct, members.val_mask)
+
+
+def _track_epoch(track: dict[str, torch.Tensor], val_loss: torch.Tensor, val_acc: torch.Tensor, epoch: int) -> None:
+    """Best values, best epoch and epochs without improvement, for the models that trained this epoch."""
+    active = track["active"]
+    track["epochs_run"] += active
+    improved = active & (val_loss < track["best_loss"])
+    track["best_loss"] = torch.where(improved, val_loss, track["best_loss"])
+    track["best_epoch"] = torch.where(improved, torch.full_like(track["best_epoch"], epoch + 1), track["best_epoch"])
+    track["best_acc"] = torch.where(active, torch.maximum(track["best_acc"], val_acc), track["best_acc"])
+    track["waited"] = torch.where(improved, torch.zeros_like(track["waited"]), track["waited"] + active.long())
+
+
+def _record(final: dict[str, list], track: dict[str, torch.Tensor], index: np.ndarray, rows: np.ndarray) -> None:
+    """Copy the results of stack rows `rows` (a mask) to their original models' places."""
+    for key, values in final.items():
+        picked = track[key][torch.as_tensor(rows, device=track[key].device)]
+        for i, value in zip(index[rows].tolist(), picked.tolist(), strict=True):
+            values[i] = value
