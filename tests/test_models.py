@@ -155,3 +155,28 @@ def test_regression_head_has_one_output_and_mse():
     model = LitFNN(input_dim=3, num_classes=0, task="regression", loss="mse")
     assert model.net(torch.zeros(2, 3)).shape == (2, 1)
     _train_one_step(model, regression=True)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 5])
+def test_classification_scores_equal_torchmetrics_accuracy_and_f1(num_classes):
+    from torchmetrics.classification import Accuracy, F1Score
+
+    from lit_basics.models.metrics import make_metrics
+
+    task = "binary" if num_classes == 2 else "multiclass"
+    ours = make_metrics("classification", num_classes, prefix="val/")
+    accuracy = Accuracy(task=task, num_classes=num_classes)
+    f1 = F1Score(task=task, num_classes=num_classes, average="macro")
+    generator = torch.Generator().manual_seed(num_classes)
+    for _ in range(3):  # several batches; class 4 of 5 never occurs, class 0 is never predicted
+        target = torch.randint(0, min(num_classes, 4), (50,), generator=generator)
+        preds = torch.randint(1 if num_classes > 2 else 0, num_classes, (50,), generator=generator)
+        for metric in (ours, accuracy, f1):
+            metric.update(preds, target)
+    values = ours.compute()
+    assert set(values) == {"val/acc", "val/f1"}
+    torch.testing.assert_close(values["val/acc"], accuracy.compute())
+    torch.testing.assert_close(values["val/f1"], f1.compute())
+    ours.reset()
+    ours.update(torch.tensor([1, 1]), torch.tensor([1, 1]))
+    assert float(ours.compute()["val/acc"]) == 1.0  # reset forgot the batches before

@@ -86,8 +86,8 @@ class LitFNN(L.LightningModule):
             leaky_relu_alpha=leaky_relu_alpha,
             init=init,
         )
-        self.val_metrics = make_metrics(task, num_classes).clone(prefix="val/")
-        self.test_metrics = make_metrics(task, num_classes).clone(prefix="test/")
+        self.val_metrics = make_metrics(task, num_classes, prefix="val/")
+        self.test_metrics = make_metrics(task, num_classes, prefix="test/")
         self._sums: dict[str, torch.Tensor] = {}
         self._train_record: dict[str, list] = {"loss": [], "outputs": [], "n": []}  # per minibatch
         self._direct_steps: bool | None = None  # decided at the first step, see training_step
