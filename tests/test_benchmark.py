@@ -1,0 +1,19 @@
+"""The benchmark's code paths on tiny sizes (its timings are not tested: machines here are shared)."""
+
+from lit_basics import benchmark
+
+
+def test_cv_comparison_runs_both_searches_and_scores_them_alike():
+    out = benchmark.cv_comparison(epochs=1, folds=2, repeats=1)
+    assert out["cv_ours_s"] > 0 and out["cv_sklearn_s"] > 0
+    assert out["cv_speedup_vs_sklearn"] == out["cv_sklearn_s"] / out["cv_ours_s"]
+    assert 0.1 < out["cv_best_acc_ours"] <= 1 and 0.1 < out["cv_best_acc_sklearn"] <= 1
+    assert out["cv_configurations"] == len(benchmark.GRID) == 24 and out["cv_workers"] >= 1
+
+
+def test_batched_speedup_and_the_table_name_each_target():
+    out = benchmark.batched_speedup(models=3, epochs=1)
+    assert out["batched_models"] == 3 and out["batched_per_model_speedup"] > 0
+    text = benchmark.table({**out, "cv_speedup_vs_sklearn": 4.5, "lightning_vs_raw_digits": 1.3})
+    assert ">= 4.0  met" in text and "<= 1.2  NOT met" in text
+    assert not any(line.startswith("batched_per_model_s ") for line in text.splitlines())  # seconds: JSON only
