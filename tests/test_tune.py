@@ -203,11 +203,21 @@ def test_batched_and_lightning_engines_pick_the_same_best_configuration(workdir)
     assert ranking["batched"][0] == ranking["lightning"][0]
 
 
+def test_batched_engine_rejects_a_precision_it_does_not_train_in(workdir, capsys):
+    path = _search(workdir, extra="")
+    path.write_text(path.read_text().replace("common:\n", "common:\n  trainer.precision: bf16-mixed\n"))
+    with pytest.raises(SystemExit):
+        _tune(path, "--engine", "batched")
+    assert "--engine batched trains in 32-bit precision, not 'bf16-mixed'" in capsys.readouterr().err
+    assert not (workdir / "reports").exists() and not (workdir / "logs").exists()
+
+
 def test_batched_engine_rejects_what_it_cannot_vary(workdir, capsys):
     space = "space:\n  data.init_args.val_fraction: [0.2, 0.3]\n"
     with pytest.raises(SystemExit):
         _tune(_search(workdir, space), "--engine", "batched")
     assert "--engine batched cannot vary 'data.init_args.val_fraction'" in capsys.readouterr().err
+    assert not (workdir / "reports").exists() and not (workdir / "logs").exists()
 
 
 def test_a_trial_taken_but_never_started_is_run_on_resume(workdir):

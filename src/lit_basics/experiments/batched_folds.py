@@ -41,6 +41,9 @@ class BatchedFolds:
         datamodule, model = cli.datamodule, cli.model
         if model.hparams.task != "classification" or not hasattr(datamodule, "fold_indices"):
             raise ConfigError("--engine batched supports in-memory classification data; use --engine lightning")
+        if str(cli.trainer.precision) not in ("32-true", "32"):
+            raise ConfigError(f"--engine batched trains in 32-bit precision, not {cli.trainer.precision!r}; "
+                              "use --engine lightning for other precisions")
         self.base = {**dict(model.hparams), "batch_size": datamodule.batch_size,
                      "max_epochs": cli.trainer.max_epochs}
         x, y = datamodule.arrays

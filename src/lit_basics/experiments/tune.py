@@ -122,7 +122,10 @@ def run_grid_batched(study: optuna.Study, spec: SearchSpec, runner: BatchedFolds
 def make_runner(spec: SearchSpec, engine: str) -> FoldRunner:
     check_choice("engine", engine, ENGINES)
     if engine == "batched":
-        return BatchedFolds(spec.run_args({}), spec.folds, spec.seed, spec.patience)
+        runner = BatchedFolds(spec.run_args({}), spec.folds, spec.seed, spec.patience)
+        for dim in spec.space:  # a dimension the engine cannot vary fails here, before any output
+            runner.settings({dim.name: dim.choices[0] if dim.choices else dim.low})
+        return runner
     return LightningFolds(spec.folds, spec.seed, spec.patience)
 
 
@@ -140,6 +143,7 @@ def run_search(
 ) -> Path:
     """Run (or continue) the search, then write trials.csv, summary.md, figures, best.yaml."""
     validate_search(spec)
+    runner = runner or make_runner(spec, engine)  # its errors come before anything is written
     started = time.perf_counter()
     out = Path(reports) / spec.name
     created = [folder for folder in (out, out.parent) if not folder.exists()]
@@ -152,7 +156,6 @@ def run_search(
             if folder.exists() and not any(folder.iterdir()):
                 folder.rmdir()
         raise
-    runner = runner or make_runner(spec, engine)
     total = target_trials(spec)
     fold_log_dir = Path(logs) / spec.name / "folds" if fold_logs else None
     with Progress(disable=not progress, transient=True) as bar:
