@@ -7,6 +7,7 @@ import torch
 
 from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec
 from lit_basics.engine.batched_loss import cross_entropy_with_grad, per_sample_loss
+from lit_basics.engine.batching import epoch_permutation
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import output_dim, predict
 
@@ -24,12 +25,8 @@ def _padded(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
 
 
 def _epoch_order(specs: list[ModelSpec], epoch: int) -> list[torch.Tensor]:
-    """Each model's training rows in its own seeded order for this epoch (as TensorBatchLoader draws)."""
-    order = []
-    for spec in specs:
-        generator = torch.Generator().manual_seed(spec.seed + epoch)
-        order.append(spec.train_rows[torch.randperm(len(spec.train_rows), generator=generator)])
-    return order
+    """Each model's training rows in its own seeded order for this epoch, as TensorBatchLoader draws them."""
+    return [spec.train_rows[epoch_permutation(len(spec.train_rows), spec.seed, epoch)] for spec in specs]
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -172,9 +169,10 @@ def _validate(net: BatchedMLP, members: _Members, loss: str, num_classes: int, c
         per_sample = cross_entropy_with_grad(logits, members.y_val, num_classes)[0]
     else:
         per_sample = per_sample_loss(loss, logits, members.y_val, num_classes)
-    correct = members.val_mask * 0  # regression: no accuracy
     if num_classes:
         correct = (predict(logits, "classification", num_classes) == members.y_val).to(logits.dtype)
+    else:  # regression: no accuracy
+        correct = torch.zeros_like(members.val_mask)
     return _masked_mean(per_sample, members.val_mask), _masked_mean(correct, members.val_mask)
 
 

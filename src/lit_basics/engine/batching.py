@@ -8,6 +8,11 @@ import torch
 from lit_basics.errors import ConfigError
 
 
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of n rows in one epoch: a permutation seeded by seed + epoch, the same wherever it is drawn."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+
+
 class TensorBatchLoader:
     """Yield tuples of row slices of `tensors`, one seeded permutation per epoch when shuffling.
 
@@ -73,11 +78,7 @@ class TensorBatchLoader:
         n = self.tensors[0].shape[0]
         if not self.shuffle and self.world_size == 1:
             return None  # contiguous slices: views, no copies
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=generator)
-        else:
-            order = torch.arange(n)
+        order = epoch_permutation(n, self.seed, self.epoch) if self.shuffle else torch.arange(n)
         if self.world_size > 1:
             padded = self.num_rows * self.world_size
             order = torch.cat([order, order[: padded - n]])[self.rank :: self.world_size]
