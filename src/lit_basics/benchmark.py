@@ -50,13 +50,10 @@ class SyntheticMNIST(ArrayDataModule):
         return {"train": make(self.train_rows), "val": make(held_out), "test": make(held_out)}
 
 
-def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, result
+def seconds(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
 
 
 def plain_loop(datamodule: ArrayDataModule, hidden: list[int], epochs: int, validate: bool = True,
@@ -105,12 +102,18 @@ def lightning_fit(datamodule: ArrayDataModule, hidden: list[int], epochs: int, v
     return model
 
 
+def alternate(ours: Callable[[], Any], reference: Callable[[], Any], repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of each of `repeats` runs of both, alternating, so drift of a shared machine hits both."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, runs in zip((ours, reference), times, strict=True):
+            runs.append(seconds(fn))
+    return times
+
+
 def ratio(name: str, ours: Callable[[], Any], reference: Callable[[], Any], repeats: int) -> dict[str, float]:
     ours(), reference()  # warm-up: first-call allocations and lazy imports
-    t_ours, t_ref = float("inf"), float("inf")
-    for _ in range(repeats):  # alternate, so drift of a shared machine hits both
-        t_ours = min(t_ours, best_of(ours, 1)[0])
-        t_ref = min(t_ref, best_of(reference, 1)[0])
+    t_ours, t_ref = (min(runs) for runs in alternate(ours, reference, repeats))
     return {f"{name}": t_ours / t_ref, f"{name}_ours_s": t_ours, f"{name}_reference_s": t_ref}
 
 
@@ -186,10 +189,8 @@ def batched_speedup(models: int, epochs: int, repeats: int = 2) -> dict[str, flo
         for _ in range(sequential):
             lightning_fit(dm, [128, 128], epochs)
 
-    batched_s, sequential_s = float("inf"), float("inf")
-    for _ in range(repeats):  # alternating, best of `repeats` each
-        batched_s = min(batched_s, best_of(batched, 1)[0] / models)
-        sequential_s = min(sequential_s, best_of(one_by_one, 1)[0] / sequential)
+    batched_runs, sequential_runs = alternate(batched, one_by_one, repeats)
+    batched_s, sequential_s = min(batched_runs) / models, min(sequential_runs) / sequential
     return {"batched_per_model_speedup": sequential_s / batched_s, "batched_models": models,
             "batched_per_model_s": batched_s, "sequential_per_model_s": sequential_s}
 
@@ -229,11 +230,10 @@ def cv_comparison(epochs: int, folds: int = 5, repeats: int = 2) -> dict[str, fl
             warnings.simplefilter("ignore", ConvergenceWarning)
             search.fit(x[portion], y[portion])
 
-    ours_s, results = best_of(lambda: runner.fit_many(GRID), 1)
-    sklearn_s = sklearn_first_s = best_of(sklearn_search, 1)[0]  # the first also starts joblib's worker pool
-    for _ in range(repeats - 1):
-        ours_s = min(ours_s, best_of(lambda: runner.fit_many(GRID), 1)[0])
-        sklearn_s = min(sklearn_s, best_of(sklearn_search, 1)[0])
+    fits: list = []
+    ours_runs, sklearn_runs = alternate(lambda: fits.append(runner.fit_many(GRID)), sklearn_search, repeats)
+    ours_s, sklearn_s, results = min(ours_runs), min(sklearn_runs), fits[0]
+    sklearn_first_s = sklearn_runs[0]  # its first run also starts joblib's worker pool
     # scored as GridSearchCV scores: the accuracy after the last epoch (not the best epoch's), mean over folds
     ours_best = max(sum(r.history[-1]["val/acc"] for r in folds_) / folds for folds_ in results)
     return {"cv_speedup_vs_sklearn": sklearn_s / ours_s, "cv_ours_s": ours_s, "cv_sklearn_s": sklearn_s,
@@ -244,12 +244,8 @@ def cv_comparison(epochs: int, folds: int = 5, repeats: int = 2) -> dict[str, fl
 
 
 def command_seconds(args: list[str], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run(args, check=True, capture_output=True, cwd=REPO)
-        best = min(best, time.perf_counter() - started)
-    return best
+    return min(seconds(lambda: subprocess.run(args, check=True, capture_output=True, cwd=REPO))
+               for _ in range(repeats))
 
 
 def startup(repeats: int) -> dict[str, float]:
