@@ -63,7 +63,6 @@ class BatchedMLP:
 
     def __init__(self, flat: torch.Tensor, sizes: list[int], activation: str, alpha: float,
                  dropout: torch.Tensor) -> None:
-        self.sizes = sizes
         self.activation = make_activation(activation, alpha=alpha)
         self.layout: list[tuple[int, int, int]] = []  # (offset, fan_in, fan_out) per layer
         offset = 0
@@ -136,7 +135,6 @@ class BatchedMLP:
 
     def to(self, device: torch.device) -> "BatchedMLP":
         self.weight_mask, self.dropout = self.weight_mask.to(device), self.dropout.to(device)
-        self.dropping = bool((self.dropout > 0).any())
         if self.param_mask is not None:
             self.param_mask = self.param_mask.to(device)
         self._bind(self.flat.to(device))

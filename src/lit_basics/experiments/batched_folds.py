@@ -96,7 +96,7 @@ class BatchedFolds:
         """Rough seconds of a chunk, to start the longest first: per-step overhead plus multiply-adds."""
         s = settings[members[0][0]]
         rows = len(self.folds_rows[0][0])
-        sizes = [self.x.shape[-1], *max((settings[c]["hidden_sizes"] for c, _ in members), key=sum), 10]
+        sizes = [self.x.shape[-1], *max((settings[c]["hidden_sizes"] for c, _ in members), key=sum), self.num_classes]
         macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
         steps = math.ceil(rows / int(s["batch_size"]))
         return int(s["max_epochs"]) * (steps * 5e-4 + 3 * macs * rows * len(members) / 5e10)
