@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from lit_basics.engine.batched import ALIGN, BatchedMLP, BatchedOptimizer, ModelSpec
 from lit_basics.engine.batched_fit import fit_group
-from lit_basics.engine.batched_loss import cross_entropy_with_grad, per_sample_loss
+from lit_basics.engine.batched_loss import cross_entropy_with_grad, loss_with_grad, per_sample_loss
+from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import FNN
 from lit_basics.models.optimizers import parameter_groups
 
@@ -18,7 +19,15 @@ TORCH = {
 }
 
 
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])  # widths 8 and 6 are padded to 16: sigmoid's
+def backpropagate(batched: BatchedMLP, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """One training forward and backward of the batch-mean cross-entropy; the (M,) losses."""
+    with torch.no_grad():
+        per_sample, d_logits = loss_with_grad("cross_entropy", batched(x, train=True), y, num_classes)
+        batched.backward(d_logits / y.shape[1])
+    return per_sample.mean(1)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))  # widths 8 and 6 are padded to 16: sigmoid's
 @pytest.mark.parametrize("optimizer", sorted(TORCH))  # padded units output 0.5, and must still change nothing
 def test_three_models_match_three_separate_torch_optim_runs(optimizer, activation):
     torch.manual_seed(0)
@@ -35,8 +44,7 @@ def test_three_models_match_three_separate_torch_optim_runs(optimizer, activatio
     generator = torch.Generator().manual_seed(1)
     for _ in range(50):
         idx = torch.stack([torch.randperm(200, generator=generator)[:16] for _ in range(3)])  # own order each
-        losses = per_sample_loss("cross_entropy", batched(x[idx]), y[idx], 3).mean(1)
-        batched.backward(losses.sum())
+        losses = backpropagate(batched, x[idx], y[idx], 3)
         opt.step(torch.ones(3, dtype=torch.bool))
         for i, (net, optim) in enumerate(zip(separate, optimizers, strict=True)):
             loss = F.cross_entropy(net(x[idx[i]]), y[idx[i]])
@@ -57,10 +65,32 @@ def test_inactive_models_do_not_move():
     opt = BatchedOptimizer("adam", batched, torch.tensor([0.1, 0.1]), torch.zeros(2), torch.zeros(2))
     before = [p.detach().clone() for p in batched.parameters]
     x, y = torch.randn(2, 8, 3), torch.randint(0, 2, (2, 8))
-    batched.backward(per_sample_loss("cross_entropy", batched(x), y, 2).sum())
+    backpropagate(batched, x, y, 2)
     opt.step(torch.tensor([True, False]))
     for p, b in zip(batched.parameters, before, strict=True):
         assert not torch.equal(p[0], b[0]) and torch.equal(p[1], b[1])
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("loss", ["cross_entropy", "hinge", "mse"])
+def test_handwritten_backward_matches_autograd(activation, loss):
+    torch.manual_seed(0)
+    modules = [FNN(5, [20, 7], 3, activation=activation, leaky_relu_alpha=0.2),
+               FNN(5, [9, 7], 3, activation=activation, leaky_relu_alpha=0.2)]  # padded to 32, 16, 16
+    batched = BatchedMLP.from_modules(modules, activation, alpha=0.2, dropout=torch.tensor([0.4, 0.0]))
+    x, y = torch.randn(2, 6, 5), torch.randint(0, 3, (2, 6))
+
+    def forward() -> torch.Tensor:  # the same dropout masks both times
+        return batched(x, train=True, generator=torch.Generator().manual_seed(3))
+
+    expected = torch.autograd.grad(per_sample_loss(loss, forward(), y, 3).mean(1).sum(), batched.parameters)
+    with torch.no_grad():
+        _, d_logits = loss_with_grad(loss, forward(), y, 3)
+        batched.backward(d_logits / 6)
+    got = [g for pair in zip(batched.weight_grads, batched.bias_grads, strict=True) for g in pair]
+    assert any(bool((g != 0).any()) for g in got)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e)
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])  # sigmoid(0) != 0: the padding needs its mask

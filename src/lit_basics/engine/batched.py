@@ -6,15 +6,20 @@ its time in Python overhead per step of tiny networks; here one step advances ev
 overhead is shared M ways. What is left per step is kept to a few passes over memory: every
 parameter of every model lives in one (M, P) tensor and every gradient in another, and the
 optimizers are torch's fused kernels (adam, sgd, momentum), called once per distinct learning rate.
+Backpropagation through the stack is written out (two batched matmuls and a bias sum per layer,
+each writing its gradient straight into the buffer): for networks this small, autograd's graph,
+its nodes and its gradient accumulation cost as much as the arithmetic.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lit_basics.errors import check_choice
-from lit_basics.models.activations import make_activation
+from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import FNN
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
@@ -25,6 +30,22 @@ ALIGN = 16  # layer widths are padded to a multiple of this: 16 float32 = one AV
 
 def _aligned(width: int) -> int:
     return -(-width // ALIGN) * ALIGN
+
+
+def _activation(name: str, alpha: float) -> tuple[Callable, Callable]:
+    """In-place activation, and its backward from its output: (d, output) -> d * f'(input).
+
+    Each derivative is a function of the output (leaky ReLU's too, as its slope is >= 0), so the
+    forward pass keeps one tensor per layer.
+    """
+    check_choice("activation", name, ACTIVATIONS)
+    aten = torch.ops.aten
+    return {
+        "relu": (torch.relu_, lambda d, out: aten.threshold_backward(d, out, 0.0)),
+        "leaky_relu": (lambda z: F.leaky_relu_(z, alpha), lambda d, out: aten.leaky_relu_backward(d, out, alpha, True)),
+        "tanh": (torch.tanh_, aten.tanh_backward),
+        "sigmoid": (torch.sigmoid_, aten.sigmoid_backward),
+    }[name]
 
 
 @dataclass
@@ -56,14 +77,15 @@ class GroupResult:
 class BatchedMLP:
     """M stacked MLPs `[input_dim, *hidden_sizes, output_dim]` whose parameters live in one (M, P) tensor.
 
-    The layers' weights (M, in, out) and biases (M, 1, out) are leaf tensors that share storage with
-    `flat`, and their `.grad` are views of one (M, P) `grad` buffer that backward accumulates into:
-    an optimizer step is then a few passes over two tensors, whatever the depth.
+    The layers' weights (M, in, out) and biases (M, 1, out) are views of `flat`, and their gradients
+    views of one (M, P) `grad` buffer that `backward` writes: an optimizer step is then a few passes
+    over two tensors, whatever the depth. The weights are also autograd leaves (`parameters`) whose
+    `.grad` are those views, so a loss built with autograd can be checked against `backward`.
     """
 
     def __init__(self, flat: torch.Tensor, sizes: list[int], activation: str, alpha: float,
                  dropout: torch.Tensor) -> None:
-        self.activation = make_activation(activation, alpha=alpha)
+        self.activation, self.activation_backward = _activation(activation, alpha)
         self.layout: list[tuple[int, int, int]] = []  # (offset, fan_in, fan_out) per layer
         offset = 0
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
@@ -77,18 +99,21 @@ class BatchedMLP:
         self.dropping = bool((dropout > 0).any())
         self.out_features = sizes[-1]  # the output width before padding (set by from_modules)
         self.model_sizes = [list(sizes)] * flat.shape[0]  # each model's own layer sizes
+        self._saved: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] | None = None
         self._bind(flat.detach().clone())
 
     def _bind(self, flat: torch.Tensor) -> None:
         self.flat, self.grad = flat, torch.zeros_like(flat)
         m = flat.shape[0]
-        self.weights, self.biases = [], []
+        self.weights, self.biases, self.weight_grads, self.bias_grads = [], [], [], []
         for s, i, o in self.layout:
-            for out, start, shape in ((self.weights, s, (m, i, o)), (self.biases, s + i * o, (m, 1, o))):
+            for out, grads, start, shape in ((self.weights, self.weight_grads, s, (m, i, o)),
+                                             (self.biases, self.bias_grads, s + i * o, (m, 1, o))):
                 size = shape[1] * shape[2]
                 leaf = flat[:, start : start + size].view(shape).detach().requires_grad_(True)
                 leaf.grad = self.grad[:, start : start + size].view(shape)
                 out.append(leaf)
+                grads.append(leaf.grad)
 
     @classmethod
     def from_modules(cls, modules: list[FNN], activation: str, alpha: float = 0.01,
@@ -153,25 +178,47 @@ class BatchedMLP:
     def parameters(self) -> list[torch.Tensor]:
         return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
 
-    def backward(self, output: torch.Tensor, gradient: torch.Tensor | None = None) -> None:
-        """`grad` = d output / d parameters (output a loss, or outputs with their `gradient`), in place."""
-        self.grad.zero_()
-        with torch.autograd.enforce_grad_layout_policy(False):  # strided views on purpose: keep them
-            output.backward(gradient)
-
     def __call__(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        # x: (M, batch, input_dim) -> (M, batch, output_dim) logits
+        """x: (M, batch, input_dim) -> (M, batch, output_dim) logits.
+
+        With `train`, dropout applies and what `backward` needs is kept: each layer's input, and each
+        hidden layer's activation output and dropout scale.
+        """
         last = len(self.layout) - 1
         dropping = train and self.dropping
+        saved = []
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            layer_input = x
             x = torch.baddbmm(b, x, w)
+            out = scale = None
             if i < last:
-                x = self.activation(x)
+                x = out = self.activation(x)
                 if dropping:
                     keep = 1.0 - self.dropout.view(-1, 1, 1)
-                    mask = torch.rand(x.shape, device=x.device, generator=generator) < keep
-                    x = x * mask / keep
+                    scale = (torch.rand(x.shape, device=x.device, generator=generator) < keep) / keep
+                    x = x * scale
+            saved.append((layer_input, out, scale))
+        self._saved = saved if train else None
         return x[..., : self.out_features]
+
+    @torch.no_grad()
+    def backward(self, d_output: torch.Tensor) -> None:
+        """`grad` = the gradient of the parameters, from d_output = d loss / d logits of the last training call."""
+        if self._saved is None:
+            raise RuntimeError("backward needs a forward call with train=True first")
+        saved, self._saved = self._saved, None
+        padding = self.layout[-1][2] - d_output.shape[-1]
+        d = F.pad(d_output, (0, padding)) if padding else d_output
+        for i in range(len(self.layout) - 1, -1, -1):
+            layer_input = saved[i][0]
+            torch.bmm(layer_input.transpose(1, 2), d, out=self.weight_grads[i])
+            torch.sum(d, 1, keepdim=True, out=self.bias_grads[i])
+            if i:
+                d = torch.bmm(d, self.weights[i].transpose(1, 2))
+                _, out, scale = saved[i - 1]
+                if scale is not None:
+                    d.mul_(scale)
+                d = self.activation_backward(d, out)
 
 
 class BatchedOptimizer:

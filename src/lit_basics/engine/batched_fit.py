@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec
-from lit_basics.engine.batched_loss import cross_entropy_with_grad, per_sample_loss
+from lit_basics.engine.batched_loss import cross_entropy_with_grad, loss_with_grad, per_sample_loss
 from lit_basics.engine.batching import epoch_permutation
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import output_dim, predict
@@ -33,6 +33,7 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
+@torch.no_grad()  # backpropagation is BatchedMLP.backward's
 def fit_group(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -106,18 +107,13 @@ def fit_group(
                 mask = valid[:, start:end].to(x.dtype)
                 weight = mask / mask.sum(1, keepdim=True).clamp(min=1)  # (M, B): each model's batch mean
                 stepping = active_host & (members.counts > start)
-            if closed_form:
-                per_sample, d_logits = cross_entropy_with_grad(logits.detach(), yb, num_classes)
-                net.backward(logits, d_logits.mul_(1.0 / yb.shape[1]) if full else d_logits.mul_(weight.unsqueeze(-1)))
-            else:
-                per_sample = per_sample_loss(loss, logits, yb, num_classes)
-                net.backward(per_sample.mean(1).sum() if full else (per_sample * weight).sum())
-            per_sample_losses.append(per_sample.detach())
+            per_sample, d_logits = loss_with_grad(loss, logits, yb, num_classes)  # d_logits: per sample
+            net.backward(d_logits.mul_(1.0 / yb.shape[1]) if full else d_logits.mul_(weight.unsqueeze(-1)))
+            per_sample_losses.append(per_sample)
             opt.step(stepping)
-        with torch.no_grad():
-            epoch_losses = torch.cat(per_sample_losses, 1)
-            train_loss = (epoch_losses * valid).sum(1) / valid.sum(1).clamp(min=1)
-            val_loss, val_acc = _validate(net, members, loss, num_classes, closed_form)
+        epoch_losses = torch.cat(per_sample_losses, 1)
+        train_loss = (epoch_losses * valid).sum(1) / valid.sum(1).clamp(min=1)
+        val_loss, val_acc = _validate(net, members, loss, num_classes, closed_form)
         _track_epoch(track, val_loss, val_acc, epoch)
         rows = zip(index.tolist(), track["active"].tolist(), train_loss.tolist(), val_loss.tolist(),
                    val_acc.tolist(), strict=True)

@@ -1,4 +1,4 @@
-"""Per-sample losses of M stacked models, and cross-entropy's gradient in closed form."""
+"""Per-sample losses of M stacked models, and their gradients with respect to the logits."""
 
 import torch
 import torch.nn.functional as F
@@ -43,3 +43,18 @@ def cross_entropy_with_grad(logits: torch.Tensor, y: torch.Tensor, num_classes: 
     grad = exp.div_(total).scatter_add_(-1, target, torch.full(target.shape, -1.0, dtype=exp.dtype,
                                                                device=exp.device))
     return loss, grad
+
+
+def loss_with_grad(name: str, logits: torch.Tensor, y: torch.Tensor, num_classes: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, B) per-sample losses and the gradient of each with respect to its own logits (M, B, outputs).
+
+    Cross-entropy in closed form; the other losses through autograd on the logits alone.
+    """
+    if name == "cross_entropy" and num_classes >= 2:
+        return cross_entropy_with_grad(logits, y, num_classes)
+    with torch.enable_grad():
+        z = logits.detach().requires_grad_(True)
+        per_sample = per_sample_loss(name, z, y, num_classes)
+        (grad,) = torch.autograd.grad(per_sample.sum(), z)  # a sample's loss depends on its own logits only
+    return per_sample.detach(), grad
