@@ -211,7 +211,9 @@ class BatchedMLP:
         d = F.pad(d_output, (0, padding)) if padding else d_output
         for i in range(len(self.layout) - 1, -1, -1):
             layer_input = saved[i][0]
-            torch.bmm(layer_input.transpose(1, 2), d, out=self.weight_grads[i])
+            # into a fresh tensor, then copied: MKL's batched gemm needs a contiguous result, and for
+            # a strided one torch calls gemm model by model (~1 us each, more than the copy)
+            self.weight_grads[i].copy_(torch.bmm(layer_input.transpose(1, 2), d))
             torch.sum(d, 1, keepdim=True, out=self.bias_grads[i])
             if i:
                 d = torch.bmm(d, self.weights[i].transpose(1, 2))
