@@ -113,6 +113,35 @@ def test_padded_narrow_models_train_as_if_alone(activation):
             assert a["train/loss"] == pytest.approx(b["train/loss"], abs=1e-5)
 
 
+@pytest.mark.parametrize("optimizer", sorted(TORCH))
+def test_models_of_several_batch_sizes_train_together_as_if_alone(optimizer):
+    """Larger batches sum their gradient over several steps of the smallest; L2 and L1 added once a step."""
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 150, 4), torch.randint(0, 3, (150,))
+    rows = torch.arange(150)
+    specs = [ModelSpec(train_rows=rows[:n], val_rows=rows[120:], lr=0.01, weight_decay=0.01, l1=0.001, seed=s)
+             for s, n in ((1, 120), (2, 101), (3, 77))]  # partial last batches of several lengths
+    sizes = [8, 32, 16]
+
+    def fit(specs, batch_size):
+        return fit_group(x, y, specs, [6], 3, optimizer=optimizer, batch_size=batch_size, max_epochs=4)
+
+    together = fit(specs, sizes)
+    for i, (spec, size) in enumerate(zip(specs, sizes, strict=True)):
+        alone = fit([spec], size)
+        assert len(together.history[i]) == 4
+        for a, b in zip(together.history[i], alone.history[0], strict=True):
+            assert a["val/loss"] == pytest.approx(b["val/loss"], abs=1e-5)
+            assert a["train/loss"] == pytest.approx(b["train/loss"], abs=1e-5)
+
+
+def test_batch_sizes_that_are_not_multiples_of_the_smallest_are_refused():
+    rows = torch.arange(20)
+    specs = [ModelSpec(train_rows=rows[:16], val_rows=rows[16:], seed=s) for s in (1, 2)]
+    with pytest.raises(ValueError, match=r"batch sizes \[4, 6\] must be multiples of the smallest, 4"):
+        fit_group(torch.randn(1, 20, 3), torch.randint(0, 2, (20,)), specs, [4], 2, batch_size=[4, 6])
+
+
 @pytest.mark.parametrize("num_classes", [2, 10])
 def test_closed_form_cross_entropy_matches_autograd(num_classes):
     torch.manual_seed(0)
@@ -190,3 +219,19 @@ def test_models_that_stopped_early_leave_the_stack_without_changing_any_result(m
         assert a == pytest.approx(b, abs=1e-6)
     for mine, theirs in zip(compacted.history, frozen.history, strict=True):
         assert [row["val/loss"] for row in mine] == pytest.approx([row["val/loss"] for row in theirs], abs=1e-6)
+
+
+def test_merged_groups_give_the_results_of_separate_groups():
+    """merge_groups (a GPU's default): padded widths and summed gradients of larger batches change no score."""
+    from lit_basics.experiments.batched_folds import BatchedFolds
+
+    from .conftest import config
+
+    grid = [{"width": w, "data.init_args.batch_size": b, "model.lr": 0.01} for w in (4, 8) for b in (8, 24)]
+    base = [f"--config={config('iris')}", "--trainer.max_epochs=3"]
+    separate, merged = (BatchedFolds(base, 3, seed=0, patience=5, merge_groups=m, workers=1).fit_many(grid)
+                        for m in (False, True))
+    for a, b in zip(separate, merged, strict=True):
+        assert [r.val_loss for r in a] == pytest.approx([r.val_loss for r in b], abs=1e-5)
+        assert [r.history[-1]["train/loss"] for r in a] == pytest.approx([r.history[-1]["train/loss"] for r in b],
+                                                                            abs=1e-5)

@@ -114,6 +114,7 @@ class BatchedMLP:
                 leaf.grad = self.grad[:, start : start + size].view(shape)
                 out.append(leaf)
                 grads.append(leaf.grad)
+        self.grad_rows = list(self.grad.unbind(0))
 
     @classmethod
     def from_modules(cls, modules: list[FNN], activation: str, alpha: float = 0.01,
@@ -201,9 +202,15 @@ class BatchedMLP:
         self._saved = saved if train else None
         return x[..., : self.out_features]
 
+    def zero_grad(self, rows: np.ndarray) -> None:
+        """Zero the gradient of the models `rows`."""
+        if len(rows):
+            torch._foreach_zero_([self.grad_rows[i] for i in rows.tolist()])
+
     @torch.no_grad()
-    def backward(self, d_output: torch.Tensor) -> None:
-        """`grad` = the gradient of the parameters, from d_output = d loss / d logits of the last training call."""
+    def backward(self, d_output: torch.Tensor, accumulate: bool = False) -> None:
+        """`grad` = the gradient of the parameters (`grad` += it, with `accumulate`), from d_output = d loss /
+        d logits of the last training call."""
         if self._saved is None:
             raise RuntimeError("backward needs a forward call with train=True first")
         saved, self._saved = self._saved, None
@@ -213,8 +220,13 @@ class BatchedMLP:
             layer_input = saved[i][0]
             # into a fresh tensor, then copied: MKL's batched gemm needs a contiguous result, and for
             # a strided one torch calls gemm model by model (~1 us each, more than the copy)
-            self.weight_grads[i].copy_(torch.bmm(layer_input.transpose(1, 2), d))
-            torch.sum(d, 1, keepdim=True, out=self.bias_grads[i])
+            weight_grad = torch.bmm(layer_input.transpose(1, 2), d)
+            if accumulate:
+                self.weight_grads[i].add_(weight_grad)
+                self.bias_grads[i].add_(d.sum(1, keepdim=True))
+            else:
+                self.weight_grads[i].copy_(weight_grad)
+                torch.sum(d, 1, keepdim=True, out=self.bias_grads[i])
             if i:
                 d = torch.bmm(d, self.weights[i].transpose(1, 2))
                 _, out, scale = saved[i - 1]
@@ -251,7 +263,7 @@ class BatchedOptimizer:
         self._plans: dict[bytes, tuple[list[tuple[float, float, list[int]]], torch.Tensor]] = {}
         self._rows = {key: list(t.unbind(0)) for key, t in
                       (("p", self.model.flat), ("g", self.model.grad), ("m", self.m), ("v", self.v),
-                       ("s", self.steps)) if t is not None}
+                       ("s", self.steps), ("decay", self.decay), ("l1", self.l1)) if t is not None}
         flat = self.model.flat
         self._lr_column = torch.tensor(self.lr, dtype=flat.dtype, device=flat.device).view(-1, 1)
 
@@ -284,10 +296,8 @@ class BatchedOptimizer:
         """One update from `model.grad` for the models where `stepping` (bool per model) is true."""
         stepping = np.asarray(stepping.cpu() if isinstance(stepping, torch.Tensor) else stepping, dtype=bool)
         g, flat = self.model.grad, self.model.flat
-        if self.decay is not None:
-            g.addcmul_(flat, self.decay)
-        if self.l1 is not None:
-            g.addcmul_(flat.sign(), self.l1)
+        if self.decay is not None or self.l1 is not None:
+            self._add_penalties(stepping)
         if self.model.param_mask is not None:
             g.mul_(self.model.param_mask)  # padding stays zero (a sigmoid's padded units have outputs)
         groups, on = self._plan(stepping)
@@ -306,6 +316,23 @@ class BatchedOptimizer:
                 buffers = [rows["m"][i] for i in idx] if self.name == "momentum" and mu > 0 else []
                 torch._fused_sgd_(params, grads, buffers, weight_decay=0.0, momentum=mu if buffers else 0.0, lr=lr,
                                   dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
+
+    def _add_penalties(self, stepping: np.ndarray) -> None:
+        """L2's and L1's gradients, added for the models that step (the others may be summing a gradient)."""
+        g, flat = self.model.grad, self.model.flat
+        if stepping.all():
+            if self.decay is not None:
+                g.addcmul_(flat, self.decay)
+            if self.l1 is not None:
+                g.addcmul_(flat.sign(), self.l1)
+            return
+        index = np.flatnonzero(stepping).tolist()
+        rows = self._rows
+        grads, params = [rows["g"][i] for i in index], [rows["p"][i] for i in index]
+        if self.decay is not None:
+            torch._foreach_addcmul_(grads, params, [rows["decay"][i] for i in index])
+        if self.l1 is not None:
+            torch._foreach_addcmul_(grads, torch._foreach_sign(params), [rows["l1"][i] for i in index])
 
     def _rmsprop(self, on: torch.Tensor) -> None:
         g = self.model.grad

@@ -44,7 +44,7 @@ def fit_group(
     alpha: float = 0.01,
     loss: str = "cross_entropy",
     optimizer: str = "adam",
-    batch_size: int = 32,
+    batch_size: int | list[int] = 32,
     max_epochs: int = 50,
     patience: int | None = None,
     init: str = "pytorch",
@@ -52,6 +52,9 @@ def fit_group(
     """Train len(specs) networks together; x is (folds, rows, features): one standardised copy per fold.
 
     `hidden_sizes` is one list for all models or one per model (same depth; narrower ones are padded).
+    `batch_size` is one for all or one per model, each a multiple of the smallest: the group steps
+    through the data in batches of the smallest size, and a model with a k times larger batch sums
+    its gradient over k of them before it steps (the same gradient as one batch of its size).
     Early stopping per model on its validation loss (stop after `patience` epochs without a strict
     improvement, as Lightning's EarlyStopping); a stopped model is frozen while the others go on, and
     the stopped models leave the stack once they are a quarter of it (COMPACT_BELOW).
@@ -68,7 +71,11 @@ def fit_group(
           for k in ("lr", "weight_decay", "l1", "dropout", "momentum")}
     net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"]).to(device)
     opt = BatchedOptimizer(optimizer, net, hp["lr"], hp["weight_decay"], hp["momentum"], hp["l1"])
-    members = _Members(specs, x, y)
+    batch_sizes = list(batch_size) if isinstance(batch_size, list | tuple) else [batch_size] * m
+    micro = min(batch_sizes)
+    if any(b % micro for b in batch_sizes):
+        raise ValueError(f"batch sizes {sorted(set(batch_sizes))} must be multiples of the smallest, {micro}")
+    members = _Members(specs, x, y, batch_sizes, micro)
     track = {"active": torch.ones(m, dtype=torch.bool, device=device),
              "best_loss": torch.full((m,), math.inf, device=device), "best_acc": torch.zeros(m, device=device),
              "best_epoch": torch.zeros(m, dtype=torch.long, device=device),
@@ -96,21 +103,18 @@ def fit_group(
             torch.index_select(x_rows, 0, flat_order, out=x_epoch.view(-1, x.shape[-1]))
         torch.index_select(y_rows, 0, flat_order, out=y_epoch.view(-1))
         per_sample_losses = []  # (M, B) per step; the epoch's training loss is their mean over valid rows
-        stepping = active_host
-        for start in range(0, order.shape[1], batch_size):
-            end = start + batch_size
+        carried = False  # whether some model carries a partial gradient into this step
+        for step, start in enumerate(range(0, order.shape[1], micro)):
+            end = start + micro
             xb = x_epoch[:, start:end] if x_epoch is not None else x_rows[order[:, start:end]]
             logits = net(xb, train=True, generator=generator)  # (M, B, outputs)
-            yb = y_epoch[:, start:end]
-            full = end <= members.fewest  # every model has a whole batch: no masking
-            if not full:
-                mask = valid[:, start:end].to(x.dtype)
-                weight = mask / mask.sum(1, keepdim=True).clamp(min=1)  # (M, B): each model's batch mean
-                stepping = active_host & (members.counts > start)
-            per_sample, d_logits = loss_with_grad(loss, logits, yb, num_classes)  # d_logits: per sample
-            net.backward(d_logits.mul_(1.0 / yb.shape[1]) if full else d_logits.mul_(weight.unsqueeze(-1)))
+            per_sample, d_logits = loss_with_grad(loss, logits, y_epoch[:, start:end], num_classes)  # per sample
+            net.backward(d_logits.mul_(members.row_weight[:, start:end, None]), accumulate=carried)
             per_sample_losses.append(per_sample)
-            opt.step(stepping)
+            opt.step(active_host & members.steps_at[step])
+            carried = members.carries[step]
+            if carried:  # the models that stepped start their next batch from zero
+                net.zero_grad(np.flatnonzero(members.steps_at[step]))
         epoch_losses = torch.cat(per_sample_losses, 1)
         train_loss = (epoch_losses * valid).sum(1) / valid.sum(1).clamp(min=1)
         val_loss, val_acc = _validate(net, members, loss, num_classes, closed_form)
@@ -142,19 +146,33 @@ def fit_group(
 class _Members:
     """What the loop needs of the models in the stack, row by row: their specs, fold offsets, validation data."""
 
-    def __init__(self, specs: list[ModelSpec], x: torch.Tensor, y: torch.Tensor) -> None:
+    def __init__(self, specs: list[ModelSpec], x: torch.Tensor, y: torch.Tensor, batch_sizes: list[int],
+                 micro: int) -> None:
         device = x.device
-        self.specs, self.x, self.y = specs, x, y
+        self.specs, self.x, self.y, self.batch_sizes, self.micro = specs, x, y, batch_sizes, micro
         folds = torch.tensor([s.fold for s in specs], device=device)
         self.offset = folds[:, None] * x.shape[1]
-        self.counts = np.array([len(s.train_rows) for s in specs])
-        self.fewest = int(self.counts.min())
+        # Per step of `micro` rows: which models step after it (their batch ends there), whether any
+        # model carries its gradient on to the next, and each row's weight 1 / (its batch's size).
+        counts = np.array([len(s.train_rows) for s in specs])
+        sizes = np.array(batch_sizes)
+        steps = -(-int(counts.max()) // micro)
+        ends = (np.arange(steps)[:, None] + 1) * micro  # (steps, M): rows done after each step
+        self.steps_at = ((ends % sizes == 0) | (ends >= counts)) & (ends - micro < counts)
+        self.carries = ((ends < counts) & (ends % sizes != 0)).any(1).tolist()
+        position = np.arange(int(counts.max()))[None, :]
+        batch_start = position // sizes[:, None] * sizes[:, None]
+        batch_rows = np.minimum(sizes[:, None], counts[:, None] - batch_start)
+        weight = np.where(position < counts[:, None], 1.0 / np.maximum(batch_rows, 1), 0.0)
+        self.row_weight = torch.as_tensor(weight, dtype=x.dtype, device=device)  # (M, most rows)
         val_rows = _padded([s.val_rows for s in specs], device)
         self.val_mask = (val_rows >= 0).to(x.dtype)
         self.x_val, self.y_val = x[folds[:, None], val_rows.clamp(min=0)], y[val_rows.clamp(min=0)]
 
     def keep(self, rows: torch.Tensor) -> "_Members":
-        return _Members([self.specs[i] for i in rows.tolist()], self.x, self.y)
+        index = rows.tolist()
+        return _Members([self.specs[i] for i in index], self.x, self.y, [self.batch_sizes[i] for i in index],
+                        self.micro)
 
 
 def _validate(net: BatchedMLP, members: _Members, loss: str, num_classes: int, closed_form: bool
