@@ -83,6 +83,8 @@ def test_handwritten_backward_matches_autograd(activation, loss):
     def forward() -> torch.Tensor:  # the same dropout masks both times
         return batched(x, train=True, generator=torch.Generator().manual_seed(3))
 
+    for parameter in batched.parameters:  # the engine's own tensors build no graph: ask for one here
+        parameter.requires_grad_(True)
     expected = torch.autograd.grad(per_sample_loss(loss, forward(), y, 3).mean(1).sum(), batched.parameters)
     with torch.no_grad():
         _, d_logits = loss_with_grad(loss, forward(), y, 3)

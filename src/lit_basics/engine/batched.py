@@ -79,8 +79,8 @@ class BatchedMLP:
 
     The layers' weights (M, in, out) and biases (M, 1, out) are views of `flat`, and their gradients
     views of one (M, P) `grad` buffer that `backward` writes: an optimizer step is then a few passes
-    over two tensors, whatever the depth. The weights are also autograd leaves (`parameters`) whose
-    `.grad` are those views, so a loss built with autograd can be checked against `backward`.
+    over two tensors, whatever the depth. None of them requires grad: no autograd graph is built,
+    with or without torch.no_grad (whose context costs a few microseconds a call, per step).
     """
 
     def __init__(self, flat: torch.Tensor, sizes: list[int], activation: str, alpha: float,
@@ -110,10 +110,8 @@ class BatchedMLP:
             for out, grads, start, shape in ((self.weights, self.weight_grads, s, (m, i, o)),
                                              (self.biases, self.bias_grads, s + i * o, (m, 1, o))):
                 size = shape[1] * shape[2]
-                leaf = flat[:, start : start + size].view(shape).detach().requires_grad_(True)
-                leaf.grad = self.grad[:, start : start + size].view(shape)
-                out.append(leaf)
-                grads.append(leaf.grad)
+                out.append(flat[:, start : start + size].view(shape))
+                grads.append(self.grad[:, start : start + size].view(shape))
         self.grad_rows = list(self.grad.unbind(0))
 
     @classmethod
@@ -207,7 +205,6 @@ class BatchedMLP:
         if len(rows):
             torch._foreach_zero_([self.grad_rows[i] for i in rows.tolist()])
 
-    @torch.no_grad()
     def backward(self, d_output: torch.Tensor, accumulate: bool = False) -> None:
         """`grad` = the gradient of the parameters (`grad` += it, with `accumulate`), from d_output = d loss /
         d logits of the last training call."""
@@ -291,7 +288,6 @@ class BatchedOptimizer:
             self._plans[key] = ([(lr, mu, rows) for (lr, mu), rows in groups.items()], on)
         return self._plans[key]
 
-    @torch.no_grad()
     def step(self, stepping: np.ndarray | torch.Tensor) -> None:
         """One update from `model.grad` for the models where `stepping` (bool per model) is true."""
         stepping = np.asarray(stepping.cpu() if isinstance(stepping, torch.Tensor) else stepping, dtype=bool)

@@ -23,7 +23,6 @@ def per_sample_loss(name: str, logits: torch.Tensor, y: torch.Tensor, num_classe
     return ((torch.softmax(logits, -1) - F.one_hot(y, num_classes).to(logits.dtype)) ** 2).mean(-1)
 
 
-@torch.no_grad()
 def cross_entropy_with_grad(logits: torch.Tensor, y: torch.Tensor, num_classes: int
                             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, B) cross-entropy (BCE-with-logits for 2 classes) and d loss / d logits = p - onehot, no autograd.
@@ -32,6 +31,7 @@ def cross_entropy_with_grad(logits: torch.Tensor, y: torch.Tensor, num_classes: 
     is slow for a last dimension of ~10 (50 us for 320 rows, more than a 32x128x128 matmul), and
     its autograd node costs as much again.
     """
+    logits = logits.detach()
     if num_classes == 2:
         z, t = logits.squeeze(-1), y.to(logits.dtype)
         return F.binary_cross_entropy_with_logits(z, t, reduction="none"), (torch.sigmoid(z) - t).unsqueeze(-1)
