@@ -104,14 +104,17 @@ def fit_group(
         torch.index_select(y_rows, 0, flat_order, out=y_epoch.view(-1))
         per_sample_losses = []  # (M, B) per step; the epoch's training loss is their mean over valid rows
         carried = False  # whether some model carries a partial gradient into this step
-        for step, start in enumerate(range(0, order.shape[1], micro)):
-            end = start + micro
-            xb = x_epoch[:, start:end] if x_epoch is not None else x_rows[order[:, start:end]]
+        stepping = members.steps_at & active_host  # (steps, M)
+        batches = zip(x_epoch.split(micro, 1) if x_epoch is not None else order.split(micro, 1),
+                      y_epoch.split(micro, 1), members.row_weight, strict=True)
+        for step, (xb, yb, row_weight) in enumerate(batches):
+            if x_epoch is None:
+                xb = x_rows[xb]  # this step's rows (order's slice), gathered now
             logits = net(xb, train=True, generator=generator)  # (M, B, outputs)
-            per_sample, d_logits = loss_with_grad(loss, logits, y_epoch[:, start:end], num_classes)  # per sample
-            net.backward(d_logits.mul_(members.row_weight[:, start:end, None]), accumulate=carried)
+            per_sample, d_logits = loss_with_grad(loss, logits, yb, num_classes)  # per sample
+            net.backward(d_logits.mul_(row_weight), accumulate=carried)
             per_sample_losses.append(per_sample)
-            opt.step(active_host & members.steps_at[step])
+            opt.step(stepping[step])
             carried = members.carries[step]
             if carried:  # the models that stepped start their next batch from zero
                 net.zero_grad(np.flatnonzero(members.steps_at[step]))
@@ -164,7 +167,7 @@ class _Members:
         batch_start = position // sizes[:, None] * sizes[:, None]
         batch_rows = np.minimum(sizes[:, None], counts[:, None] - batch_start)
         weight = np.where(position < counts[:, None], 1.0 / np.maximum(batch_rows, 1), 0.0)
-        self.row_weight = torch.as_tensor(weight, dtype=x.dtype, device=device)  # (M, most rows)
+        self.row_weight = torch.as_tensor(weight[..., None], dtype=x.dtype, device=device).split(micro, 1)  # per step
         val_rows = _padded([s.val_rows for s in specs], device)
         self.val_mask = (val_rows >= 0).to(x.dtype)
         self.x_val, self.y_val = x[folds[:, None], val_rows.clamp(min=0)], y[val_rows.clamp(min=0)]
