@@ -18,6 +18,7 @@ import torch
 from lit_basics.cli import cli_main
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.commands import compare_main, tune_main
+from lit_basics.experiments.study import make_storage
 from lit_basics.models import load_model
 
 from .bad_input_cases import CASES, render_markdown
@@ -214,6 +215,34 @@ def test_killed_search_resumes_without_repeating_finished_trials(workdir):
     complete = trials[trials["state"] == "COMPLETE"]
     assert sorted(complete["params_width"]) == [4, 8, 16, 32]  # each configuration exactly once
     assert len(trials[trials["params_width"].isin(done_before)]) == len(done_before)  # none rerun
+
+
+def _pop_queue(url: str, queue) -> None:
+    study = optuna.load_study(study_name="race", storage=make_storage(url))
+    popped = []
+    while (trial_id := study._pop_waiting_trial_id()) is not None:  # what study.ask() calls first
+        popped.append(trial_id)
+    queue.put(popped)
+
+
+def test_workers_popping_one_sqlite_queue_never_take_the_same_trial(tmp_path):
+    """Optuna's SELECT ... FOR UPDATE does nothing on SQLite; without make_storage's BEGIN IMMEDIATE,
+    three processes popping 60 queued trials took 64-68 between them (some twice)."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    study = optuna.create_study(study_name="race", storage=make_storage(url))
+    for i in range(60):
+        study.enqueue_trial({"x": i}, skip_if_exists=False)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [context.Process(target=_pop_queue, args=(url, queue)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    popped = [trial_id for _ in workers for trial_id in queue.get(timeout=120)]
+    for worker in workers:
+        worker.join()
+    assert sorted(popped) == sorted(t._trial_id for t in study.get_trials(deepcopy=False))
 
 
 def test_two_workers_share_one_study_without_running_a_trial_twice(workdir):

@@ -291,7 +291,7 @@ class BatchedOptimizer:
     def step(self, stepping: np.ndarray | torch.Tensor) -> None:
         """One update from `model.grad` for the models where `stepping` (bool per model) is true."""
         stepping = np.asarray(stepping.cpu() if isinstance(stepping, torch.Tensor) else stepping, dtype=bool)
-        g, flat = self.model.grad, self.model.flat
+        g = self.model.grad
         if self.decay is not None or self.l1 is not None:
             self._add_penalties(stepping)
         if self.model.param_mask is not None:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from lit_basics.errors import ConfigError
@@ -27,22 +28,50 @@ def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=spec.seed)  # grid: every trial comes from the queue
 
 
+def _begin_immediate(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _driver_autocommit(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # transactions are begun by _begin_immediate, not the driver
+
+
+def make_storage(url: str) -> str | optuna.storages.RDBStorage:
+    """The storage at `url`; for SQLite, one whose transactions take the write lock as they begin.
+
+    Optuna hands a queued trial to a worker by reading that it is WAITING, then setting it RUNNING,
+    in one transaction with SELECT ... FOR UPDATE. SQLite ignores FOR UPDATE, and Python's driver
+    begins a transaction only at the first write, so two workers could both read WAITING and both
+    run the trial (seen as "Cannot tell a COMPLETE trial" in one of them). BEGIN IMMEDIATE makes
+    the read and the write one step (SQLAlchemy's documented recipe for pysqlite); a worker that
+    finds the lock taken waits up to a minute. Server databases lock the row and keep the URL.
+    """
+    if not url.startswith("sqlite"):
+        return url
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    sqlalchemy.event.listen(storage.engine, "connect", _driver_autocommit)
+    sqlalchemy.event.listen(storage.engine, "begin", _begin_immediate)
+    storage.engine.dispose()  # connections made while creating the tables lack the listeners
+    return storage
+
+
 def open_study(spec: SearchSpec, storage: str, resume: bool) -> optuna.Study:
     """Create the study (replacing an old one of that name unless resuming) or join it.
 
     A grid search is a queue: each configuration not yet covered is enqueued once, and workers
-    take queued trials one at a time (the storage hands each to one worker only), so several
-    `tune.py --resume` processes on one storage never run a configuration twice.
+    take queued trials one at a time (the storage hands each to one worker only: make_storage),
+    so several `tune.py --resume` processes on one storage never run a configuration twice.
     """
     pruner = optuna.pruners.NopPruner() if spec.sampler == "grid" else optuna.pruners.MedianPruner(n_startup_trials=3)
     for attempt in range(5):
         try:
+            backend = make_storage(storage)
             if not resume:
                 with contextlib.suppress(KeyError):  # KeyError: no such study yet
-                    optuna.delete_study(study_name=spec.name, storage=storage)
+                    optuna.delete_study(study_name=spec.name, storage=backend)
             study = optuna.create_study(
                 study_name=spec.name,
-                storage=storage,
+                storage=backend,
                 sampler=make_sampler(spec),
                 pruner=pruner,
                 direction="maximize",
