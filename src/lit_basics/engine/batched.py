@@ -7,8 +7,8 @@ overhead is shared M ways. What is left per step is kept to a few passes over me
 parameter of every model lives in one (M, P) tensor and every gradient in another, and the
 optimizers are torch's fused kernels (adam, sgd, momentum), called once per distinct learning rate.
 Backpropagation through the stack is written out (two batched matmuls and a bias sum per layer,
-each writing its gradient straight into the buffer): for networks this small, autograd's graph,
-its nodes and its gradient accumulation cost as much as the arithmetic.
+their gradients copied into the buffer): for networks this small, autograd's graph, its nodes and
+its gradient accumulation cost as much as the arithmetic.
 """
 
 from collections.abc import Callable
