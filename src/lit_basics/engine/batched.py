@@ -112,7 +112,6 @@ class BatchedMLP:
                 size = shape[1] * shape[2]
                 out.append(flat[:, start : start + size].view(shape))
                 grads.append(self.grad[:, start : start + size].view(shape))
-        self.grad_rows = list(self.grad.unbind(0))
 
     @classmethod
     def from_modules(cls, modules: list[FNN], activation: str, alpha: float = 0.01,
@@ -203,7 +202,7 @@ class BatchedMLP:
     def zero_grad(self, rows: np.ndarray) -> None:
         """Zero the gradient of the models `rows`."""
         if len(rows):
-            torch._foreach_zero_([self.grad_rows[i] for i in rows.tolist()])
+            self.grad.index_fill_(0, torch.as_tensor(rows, device=self.grad.device), 0.0)
 
     def backward(self, d_output: torch.Tensor, accumulate: bool = False) -> None:
         """`grad` = the gradient of the parameters (`grad` += it, with `accumulate`), from d_output = d loss /

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec
-from lit_basics.engine.batched_loss import cross_entropy_with_grad, loss_with_grad, per_sample_loss
+from lit_basics.engine.batched_loss import loss_values, loss_with_grad
 from lit_basics.engine.batching import epoch_permutation
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import output_dim, predict
@@ -87,7 +87,6 @@ def fit_group(
     history: list[list[dict[str, float]]] = [[] for _ in range(m)]
     generator = torch.Generator(device=device).manual_seed(specs[0].seed)
     x_rows, y_rows = x.reshape(-1, x.shape[-1]), y.repeat(x.shape[0])  # row r of fold f: f * n + r
-    closed_form = loss == "cross_entropy" and num_classes >= 2
     x_epoch = y_epoch = None
     for epoch in range(max_epochs):
         order = _padded(_epoch_order(members.specs, epoch), device)  # (M, most rows), -1 past a model's rows
@@ -120,7 +119,7 @@ def fit_group(
                 net.zero_grad(np.flatnonzero(members.steps_at[step]))
         epoch_losses = torch.cat(per_sample_losses, 1)
         train_loss = (epoch_losses * valid).sum(1) / valid.sum(1).clamp(min=1)
-        val_loss, val_acc = _validate(net, members, loss, num_classes, closed_form)
+        val_loss, val_acc = _validate(net, members, loss, num_classes)
         _track_epoch(track, val_loss, val_acc, epoch)
         rows = zip(index.tolist(), track["active"].tolist(), train_loss.tolist(), val_loss.tolist(),
                    val_acc.tolist(), strict=True)
@@ -178,14 +177,10 @@ class _Members:
                         self.micro)
 
 
-def _validate(net: BatchedMLP, members: _Members, loss: str, num_classes: int, closed_form: bool
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def _validate(net: BatchedMLP, members: _Members, loss: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(M,) validation loss and accuracy (0 for regression) of every model in the stack."""
     logits = net(members.x_val)
-    if closed_form:
-        per_sample = cross_entropy_with_grad(logits, members.y_val, num_classes)[0]
-    else:
-        per_sample = per_sample_loss(loss, logits, members.y_val, num_classes)
+    per_sample = loss_values(loss, logits, members.y_val, num_classes)
     if num_classes:
         correct = (predict(logits, "classification", num_classes) == members.y_val).to(logits.dtype)
     else:  # regression: no accuracy

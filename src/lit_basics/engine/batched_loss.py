@@ -45,13 +45,24 @@ def cross_entropy_with_grad(logits: torch.Tensor, y: torch.Tensor, num_classes: 
     return loss, grad
 
 
+def _closed_form(name: str, num_classes: int) -> bool:
+    return name == "cross_entropy" and num_classes >= 2
+
+
+def loss_values(name: str, logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(M, B) per-sample losses, cross-entropy in closed form (its gradient is a by-product)."""
+    if _closed_form(name, num_classes):
+        return cross_entropy_with_grad(logits, y, num_classes)[0]
+    return per_sample_loss(name, logits, y, num_classes)
+
+
 def loss_with_grad(name: str, logits: torch.Tensor, y: torch.Tensor, num_classes: int
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, B) per-sample losses and the gradient of each with respect to its own logits (M, B, outputs).
 
     Cross-entropy in closed form; the other losses through autograd on the logits alone.
     """
-    if name == "cross_entropy" and num_classes >= 2:
+    if _closed_form(name, num_classes):
         return cross_entropy_with_grad(logits, y, num_classes)
     with torch.enable_grad():
         z = logits.detach().requires_grad_(True)
