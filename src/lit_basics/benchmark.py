@@ -162,8 +162,9 @@ def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
     return out
 
 
+DEPTHS, WIDTHS, LRS, BATCH_SIZES = (1, 2, 3), (32, 128), (1e-3, 1e-2), (32, 128)  # the CV grid, both sides
 GRID = [{"depth": d, "width": w, "model.lr": lr, "data.init_args.batch_size": bs}
-        for d in (1, 2, 3) for w in (32, 128) for lr in (1e-3, 1e-2) for bs in (32, 128)]  # 24 configurations
+        for d in DEPTHS for w in WIDTHS for lr in LRS for bs in BATCH_SIZES]  # 24 configurations
 
 
 def batched_speedup(models: int, epochs: int, repeats: int = 2) -> dict[str, float]:
@@ -219,8 +220,8 @@ def cv_comparison(epochs: int, folds: int = 5, repeats: int = 2) -> dict[str, fl
     dm = DigitsDataModule(folds=folds)
     x, y = dm.arrays
     portion = dm.training_portion(y)
-    grid = {"mlpclassifier__hidden_layer_sizes": [(w,) * d for d in (1, 2, 3) for w in (32, 128)],
-            "mlpclassifier__learning_rate_init": [1e-3, 1e-2], "mlpclassifier__batch_size": [32, 128]}
+    grid = {"mlpclassifier__hidden_layer_sizes": [(w,) * d for d in DEPTHS for w in WIDTHS],
+            "mlpclassifier__learning_rate_init": list(LRS), "mlpclassifier__batch_size": list(BATCH_SIZES)}
     pipeline = make_pipeline(StandardScaler(), MLPClassifier(solver="adam", max_iter=epochs, alpha=0.0,
                                                             n_iter_no_change=epochs + 1, random_state=0))
     search = GridSearchCV(pipeline, grid, cv=StratifiedKFold(folds, shuffle=True, random_state=0), n_jobs=2)
