@@ -52,8 +52,7 @@ def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None =
             scores.append(result.score)
             if fold_logs:
                 write_fold_runs(fold_logs, trial.number, params, [result])
-            trial.set_user_attr(f"fold_{result.fold}", result.score)
-            trial.set_user_attr(f"best_epoch_{result.fold}", result.best_epoch)
+            record_fold(trial, result)
             if prune:
                 trial.report(statistics.fmean(scores), result.fold)
                 if trial.should_prune():
@@ -63,11 +62,22 @@ def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None =
         try:
             runner.fit_folds(spec.run_args(params), on_fold, params)
         finally:
-            trial.set_user_attr("fit_seconds", time.perf_counter() - started)
-            trial.set_user_attr("std", statistics.pstdev(scores) if len(scores) > 1 else 0.0)
+            record_totals(trial, scores, time.perf_counter() - started)
         return statistics.fmean(scores)
 
     return objective
+
+
+def record_fold(trial: optuna.Trial, result: FoldResult) -> None:
+    """A fold's score and best epoch, as user attributes of its trial (trials.csv's fold columns)."""
+    trial.set_user_attr(f"fold_{result.fold}", result.score)
+    trial.set_user_attr(f"best_epoch_{result.fold}", result.best_epoch)
+
+
+def record_totals(trial: optuna.Trial, scores: list[float], seconds: float) -> None:
+    """The trial's fit time and the spread of its fold scores (0 with fewer than two, as a pruned trial)."""
+    trial.set_user_attr("fit_seconds", seconds)
+    trial.set_user_attr("std", statistics.pstdev(scores) if len(scores) > 1 else 0.0)
 
 
 def optimize_until_done(study: optuna.Study, objective, total: int, callbacks: list, grid: bool) -> None:
@@ -109,12 +119,10 @@ def run_grid_batched(study: optuna.Study, spec: SearchSpec, runner: BatchedFolds
         for (trial, params), results in zip(claimed, runner.fit_many([p for _, p in claimed]), strict=True):
             if fold_logs:
                 write_fold_runs(fold_logs, trial.number, params, results)
+            for result in results:
+                record_fold(trial, result)
             scores = [r.score for r in results]
-            for r in results:
-                trial.set_user_attr(f"fold_{r.fold}", r.score)
-                trial.set_user_attr(f"best_epoch_{r.fold}", r.best_epoch)
-            trial.set_user_attr("fit_seconds", sum(r.seconds for r in results))
-            trial.set_user_attr("std", statistics.pstdev(scores))
+            record_totals(trial, scores, sum(r.seconds for r in results))
             study.tell(trial, statistics.fmean(scores))
             show(study, None)
 
