@@ -168,7 +168,7 @@ def test_layers_are_padded_to_round_widths_and_read_back_unpadded():
 
 
 def test_worker_processes_give_the_same_results_as_one_process():
-    from lit_basics.experiments.batched_folds import BatchedFolds
+    from lit_basics.experiments.search.batched_folds import BatchedFolds
 
     from .conftest import config
 
@@ -225,7 +225,7 @@ def test_models_that_stopped_early_leave_the_stack_without_changing_any_result(m
 
 def test_merged_groups_give_the_results_of_separate_groups():
     """merge_groups (a GPU's default): padded widths and summed gradients of larger batches change no score."""
-    from lit_basics.experiments.batched_folds import BatchedFolds
+    from lit_basics.experiments.search.batched_folds import BatchedFolds
 
     from .conftest import config
 

@@ -15,7 +15,7 @@ from lit_basics.data import (
     XORDataModule,
     make_datamodule,
 )
-from lit_basics.engine import TensorBatchLoader
+from lit_basics.data.batching import TensorBatchLoader
 from lit_basics.errors import ConfigError
 
 from .conftest import write_tiny_mnist

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from lit_basics.experiments.commands import compare_main
-from lit_basics.experiments.report import spread_sentences, summarize
+from lit_basics.experiments.compare.report import spread_sentences, summarize
 
 from .conftest import config
 
@@ -116,8 +116,8 @@ def test_spread_sentences_separate_real_differences_from_noise():
 
 @pytest.mark.parametrize("name", ["activations", "optimizers", "regularization"])
 def test_shipped_experiments_parse_and_build(name):
-    from lit_basics.experiments.compare import validate
-    from lit_basics.experiments.spec import load_spec
+    from lit_basics.experiments.compare.runner import validate
+    from lit_basics.experiments.compare.spec import load_spec
 
     spec = load_spec(Path(config("experiments/" + name)))
     validate(spec)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from lit_basics.engine import TensorBatchLoader
+from lit_basics.data.batching import TensorBatchLoader
 from lit_basics.errors import ConfigError
 from lit_basics.models import ACTIVATIONS, FNN, LOSSES, OPTIMIZERS, LitFNN, make_activation
 from lit_basics.models.losses import make_loss

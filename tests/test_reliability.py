@@ -18,7 +18,7 @@ import torch
 from lit_basics.cli import cli_main
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.commands import compare_main, tune_main
-from lit_basics.experiments.study import make_storage
+from lit_basics.experiments.search.study import make_storage
 from lit_basics.models import load_model
 
 from .bad_input_cases import CASES, render_markdown

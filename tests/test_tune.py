@@ -10,9 +10,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lit_basics.data import ArrayDataModule, IrisDataModule
 from lit_basics.errors import ConfigError
-from lit_basics.experiments import tune
+from lit_basics.experiments.search import tune
 from lit_basics.experiments.commands import tune_main
-from lit_basics.experiments.folds import LightningFolds
+from lit_basics.experiments.search.folds import LightningFolds
 
 from .conftest import config, run_cli
 
@@ -162,7 +162,7 @@ def test_engine_interface_is_pluggable(workdir):
                 results.append(result)
             return results
 
-    from lit_basics.experiments.search_space import load_search
+    from lit_basics.experiments.search.space import load_search
 
     out = tune.run_search(load_search(_search(workdir)), refit=False, progress=False, runner=Constant())
     trials = pd.read_csv(out / "trials.csv")

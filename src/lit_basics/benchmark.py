@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from lit_basics.data import ArrayDataModule, DigitsDataModule
 from lit_basics.data.base import Arrays
-from lit_basics.engine import TensorBatchLoader
+from lit_basics.data.batching import TensorBatchLoader
 from lit_basics.engine.runtime import machine_description
 from lit_basics.models import FNN, LitFNN
 from lit_basics.models.optimizers import make_optimizer
@@ -213,7 +213,7 @@ def cv_comparison(epochs: int, folds: int = 5, repeats: int = 2) -> dict[str, fl
     from sklearn.preprocessing import StandardScaler
 
     from lit_basics.engine.parallel import default_workers
-    from lit_basics.experiments.batched_folds import BatchedFolds
+    from lit_basics.experiments.search.batched_folds import BatchedFolds
 
     runner = BatchedFolds([f"--config={REPO / 'configs/digits.yaml'}", f"--trainer.max_epochs={epochs}",
                            "--model.init=glorot"], folds, seed=0, patience=epochs + 1)  # scikit-learn's init

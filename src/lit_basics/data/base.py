@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from lit_basics.engine.batching import TensorBatchLoader
+from lit_basics.data.batching import TensorBatchLoader
 from lit_basics.errors import ConfigError, check_choice
 
 SPLITS = ("train", "val", "test")

@@ -1,5 +1,2 @@
-"""Fast paths for small networks: in-memory batching (and, later, many models at once)."""
-
-from lit_basics.engine.batching import TensorBatchLoader
-
-__all__ = ["TensorBatchLoader"]
+"""Fast paths for small networks: many models of one architecture trained at once, and the runtime settings
+that decide the speed of small networks."""

@@ -7,7 +7,7 @@ import torch
 
 from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec
 from lit_basics.engine.batched_loss import loss_values, loss_with_grad
-from lit_basics.engine.batching import epoch_permutation
+from lit_basics.data.batching import epoch_permutation
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import output_dim, predict
 

@@ -28,7 +28,7 @@ def _fail(err: ConfigError) -> None:
 
 def _publish(report: Path, name: str, readme: str | None) -> Path:
     """Print the report; with --readme also put it into that README's section for `name`."""
-    from lit_basics.experiments.report import update_readme_section
+    from lit_basics.experiments.compare.report import update_readme_section
 
     markdown = report.read_text()
     if readme:
@@ -40,8 +40,8 @@ def _publish(report: Path, name: str, readme: str | None) -> Path:
 
 def compare_main(argv: Sequence[str] | None = None):
     """`compare.py --config FILE [--seeds N] [--set key=value ...]`; returns the report folder."""
-    from lit_basics.experiments.compare import run_comparison
-    from lit_basics.experiments.spec import load_spec
+    from lit_basics.experiments.compare.runner import run_comparison
+    from lit_basics.experiments.compare.spec import load_spec
 
     parser = argparse.ArgumentParser(description="Compare variants of one training set-up over seeds.")
     parser.add_argument("--config", required=True, help="experiment YAML (configs/experiments/*.yaml)")
@@ -63,8 +63,8 @@ def compare_main(argv: Sequence[str] | None = None):
 
 def tune_main(argv: Sequence[str] | None = None):
     """`tune.py --config FILE [--sampler S] [--n-trials N] [--folds K] [--resume] [--storage URL]`."""
-    from lit_basics.experiments.search_space import load_search
-    from lit_basics.experiments.tune import run_search
+    from lit_basics.experiments.search.space import load_search
+    from lit_basics.experiments.search.tune import run_search
 
     parser = argparse.ArgumentParser(description="k-fold cross-validation search over FNN hyperparameters.")
     parser.add_argument("--config", required=True, help="search YAML (configs/experiments/tune_*.yaml)")

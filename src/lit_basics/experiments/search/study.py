@@ -16,7 +16,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from lit_basics.errors import ConfigError
-from lit_basics.experiments.search_space import SearchSpec
+from lit_basics.experiments.search.space import SearchSpec
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"

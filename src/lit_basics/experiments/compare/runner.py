@@ -8,9 +8,9 @@ import pandas as pd
 from rich.progress import Progress
 
 from lit_basics.engine.runtime import machine_description
-from lit_basics.experiments import plots, report
+from lit_basics.experiments.compare import plots, report
 from lit_basics.experiments.runs import check_args, fit, result_row
-from lit_basics.experiments.spec import ExperimentSpec
+from lit_basics.experiments.compare.spec import ExperimentSpec
 
 
 def validate(spec: ExperimentSpec) -> None:

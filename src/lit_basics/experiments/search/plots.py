@@ -10,9 +10,9 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from lit_basics.experiments.plots import _save  # noqa: E402
-from lit_basics.experiments.search_report import short  # noqa: E402
-from lit_basics.experiments.search_space import SearchSpec  # noqa: E402
+from lit_basics.experiments.compare.plots import _save  # noqa: E402
+from lit_basics.experiments.search.report import short  # noqa: E402
+from lit_basics.experiments.search.space import SearchSpec  # noqa: E402
 
 
 def param_effects(spec: SearchSpec, trials: pd.DataFrame, path: Path) -> Path:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lit_basics.experiments.spec import ExperimentSpec
+from lit_basics.experiments.compare.spec import ExperimentSpec
 
 # (column, header, higher is better, scale)
 COLUMNS = [

@@ -8,7 +8,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from lit_basics.experiments.search_space import SearchSpec
+from lit_basics.experiments.search.space import SearchSpec
 
 
 def short(name: str) -> str:

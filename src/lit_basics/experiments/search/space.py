@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from lit_basics.errors import ConfigError, check_choice
-from lit_basics.experiments.spec import override_args, read_config_file, resolve_base
+from lit_basics.experiments.config_file import override_args, read_config_file, resolve_base
 
 SAMPLERS = ("grid", "random", "tpe")
 SEARCH_KEYS = {"name", "description", "base", "folds", "seed", "sampler", "n_trials", "patience", "common", "space"}
