@@ -10,8 +10,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lit_basics.data import ArrayDataModule, IrisDataModule
 from lit_basics.errors import ConfigError
-from lit_basics.experiments.search import tune
 from lit_basics.experiments.commands import tune_main
+from lit_basics.experiments.search import tune
 from lit_basics.experiments.search.folds import LightningFolds
 
 from .conftest import config, run_cli

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import torch
 
+from lit_basics.data.batching import epoch_permutation
 from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec
 from lit_basics.engine.batched_loss import loss_values, loss_with_grad
-from lit_basics.data.batching import epoch_permutation
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import output_dim, predict
 

@@ -10,8 +10,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from lit_basics.experiments.runs import load_run_data  # noqa: E402
 from lit_basics.experiments.compare.spec import ExperimentSpec  # noqa: E402
+from lit_basics.experiments.runs import load_run_data  # noqa: E402
 from lit_basics.models import load_model  # noqa: E402
 
 

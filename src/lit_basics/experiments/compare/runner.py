@@ -9,8 +9,8 @@ from rich.progress import Progress
 
 from lit_basics.engine.runtime import machine_description
 from lit_basics.experiments.compare import plots, report
-from lit_basics.experiments.runs import check_args, fit, result_row
 from lit_basics.experiments.compare.spec import ExperimentSpec
+from lit_basics.experiments.runs import check_args, fit, result_row
 
 
 def validate(spec: ExperimentSpec) -> None:

@@ -4,8 +4,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.config_file import override_args, read_config_file, resolve_base
 

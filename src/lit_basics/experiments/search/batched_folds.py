@@ -25,8 +25,8 @@ from lit_basics.engine.batched import ModelSpec
 from lit_basics.engine.batched_fit import fit_group
 from lit_basics.engine.parallel import default_workers, run_jobs
 from lit_basics.errors import ConfigError
-from lit_basics.experiments.search.folds import FoldResult, fold_args
 from lit_basics.experiments.runs import check_args
+from lit_basics.experiments.search.folds import FoldResult, fold_args
 
 PER_MODEL = ("lr", "weight_decay", "l1", "dropout", "momentum")
 SHARED = ("depth", "activation", "leaky_relu_alpha", "loss", "optimizer", "max_epochs", "init")

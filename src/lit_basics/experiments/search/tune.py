@@ -13,11 +13,11 @@ from rich.progress import Progress
 
 from lit_basics.engine.runtime import machine_description
 from lit_basics.errors import ConfigError, check_choice
+from lit_basics.experiments.runs import check_args, fit
 from lit_basics.experiments.search import plots as search_plots
 from lit_basics.experiments.search import report as search_report
 from lit_basics.experiments.search.batched_folds import BatchedFolds
 from lit_basics.experiments.search.folds import FoldResult, FoldRunner, LightningFolds, fold_args, write_fold_runs
-from lit_basics.experiments.runs import check_args, fit
 from lit_basics.experiments.search.space import SearchSpec, grid_size
 from lit_basics.experiments.search.study import DONE, WORKER, StrayTrial, claim, count_done, open_study
 
