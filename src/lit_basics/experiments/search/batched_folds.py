@@ -15,7 +15,6 @@ On a CPU the groups run in parallel worker processes, one per core (engine/paral
 import math
 import time
 import zlib
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -23,14 +22,11 @@ import torch
 
 from lit_basics.engine.batched import ModelSpec
 from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.grouping import PER_MODEL, chunk_groups, group_members
 from lit_basics.engine.parallel import default_workers, run_jobs
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.runs import check_args
 from lit_basics.experiments.search.folds import FoldResult, fold_args
-
-PER_MODEL = ("lr", "weight_decay", "l1", "dropout", "momentum")
-SHARED = ("depth", "activation", "leaky_relu_alpha", "loss", "optimizer", "max_epochs", "init")
-MERGEABLE = ("hidden_sizes", "batch_size")  # split groups unless merge_groups
 
 
 class BatchedFolds:
@@ -79,19 +75,9 @@ class BatchedFolds:
     def fit_many(self, configs: list[dict[str, Any]]) -> list[list[FoldResult]]:
         """Fold results for each configuration (given as searched parameters), in order."""
         settings = [self.settings(params) for params in configs]
-        groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)  # group key -> [(config, fold)]
-        for c, s in enumerate(settings):
-            s["depth"] = len(s["hidden_sizes"])
-            key = tuple(str(s[k]) for k in SHARED + (() if self.merge_groups else MERGEABLE))
-            groups[key] += [(c, f) for f in range(self.folds)]
-        if self.merge_groups:
-            groups = {(key, smallest): members for key, by_key in groups.items()
-                      for smallest, members in _by_batch_size(by_key, settings).items()}
+        groups = group_members(settings, range(self.folds), self.merge_groups)
         workers = self.workers or default_workers()
-        chunks = []
-        for members in groups.values():  # enough chunks to keep every worker busy, none over max_models
-            size = min(self.max_models, math.ceil(len(members) / max(1, math.ceil(workers / len(groups)))))
-            chunks += [members[start : start + size] for start in range(0, len(members), size)]
+        chunks = chunk_groups(groups, workers, self.max_models)
         results: list[list[FoldResult | None]] = [[None] * self.folds for _ in configs]
         costs = [self._cost(chunk, settings) for chunk in chunks]
         for i, fold_results in run_jobs(lambda i: self._fit_chunk(chunks[i], settings, configs), costs, workers):
@@ -142,12 +128,3 @@ class BatchedFolds:
             on_fold(result)
         return results
 
-
-def _by_batch_size(members: list[tuple[int, int]], settings: list[dict[str, Any]]) -> dict[int, list[tuple[int, int]]]:
-    """Split (config, fold) members into sets whose batch sizes are multiples of the set's smallest, keyed by it."""
-    out: dict[int, list[tuple[int, int]]] = {}
-    for c, f in sorted(members, key=lambda m: int(settings[m[0]]["batch_size"])):
-        size = int(settings[c]["batch_size"])
-        smallest = next((s for s in out if size % s == 0), size)
-        out.setdefault(smallest, []).append((c, f))
-    return out
