@@ -1,0 +1,262 @@
+"""FNNClassifier and FNNRegressor: scikit-learn estimators trained on the batched engine (one model per group).
+
+Parameters follow `MLPClassifier` where the meaning is the same; the options (activation, solver,
+loss, init) are the names of the component registries in `lit_basics.models`, checked there.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from lit_basics.engine.batched import ModelSpec
+from lit_basics.errors import ConfigError, check_choice
+from lit_basics.models.activations import batched_activation, get_activation
+from lit_basics.models.fnn import INITS, validate_architecture
+from lit_basics.models.losses import get_loss, predict, probabilities
+from lit_basics.models.optimizers import OPTIMIZERS, get_optimizer, validate_optimization
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto": the GPU when there is one, else the CPU; otherwise any torch device name."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={device!r} is not a torch device; allowed: auto, cpu, cuda, cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but no GPU is available; use device='auto' or 'cpu'")
+    return resolved
+
+
+def batched_solver(name: str) -> str:
+    """`name` if the batched engine has its update, else a one-line ConfigError listing those it has."""
+    if get_optimizer(name).batched_update is None:
+        allowed = ", ".join(sorted(n for n, o in OPTIMIZERS.items() if o.batched_update is not None))
+        raise ConfigError(f"the batched engine has no update for solver {name!r}; allowed: {allowed}")
+    return name
+
+
+@dataclass
+class Plan:
+    """What the engine needs to train one estimator's configuration on one block of rows."""
+
+    settings: dict[str, Any]  # LitFNN-named: hidden_sizes, activation, ..., batch_size, lr, weight_decay, ...
+    spec: ModelSpec
+    patience: int | None
+    keep_best: bool
+
+
+class FNNEstimator(BaseEstimator):
+    """The parameters, validation, engine plan and forward pass both estimators share."""
+
+    _task = "classification"
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate_init=0.001, max_iter=200, momentum=0.9, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, tol=0.0, random_state=None, verbose=False,
+                 dropout=0.0, l1=0.0, loss="auto", init="glorot", leaky_relu_alpha=0.01, device="auto"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.momentum = momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.dropout = dropout
+        self.l1 = l1
+        self.loss = loss
+        self.init = init
+        self.leaky_relu_alpha = leaky_relu_alpha
+        self.device = device
+
+    def _loss_name(self) -> str:
+        default = "cross_entropy" if self._task == "classification" else "mse"
+        return default if self.loss == "auto" else self.loss
+
+    def _hidden(self) -> list[int]:
+        sizes = [self.hidden_layer_sizes] if isinstance(self.hidden_layer_sizes, int) else self.hidden_layer_sizes
+        sizes = list(sizes) if isinstance(sizes, list | tuple | np.ndarray) else sizes
+        if not isinstance(sizes, list) or not sizes or any(
+                not isinstance(h, int | np.integer) or isinstance(h, bool) or h < 1 for h in sizes):
+            raise ConfigError(f"hidden_layer_sizes={self.hidden_layer_sizes!r} must be a non-empty list of "
+                              "integers >= 1")
+        return [int(h) for h in sizes]
+
+    def _check_params(self, num_classes: int) -> None:
+        """ConfigError (a ValueError) naming the first bad parameter and what is allowed."""
+        hidden = self._hidden()
+        validate_architecture(hidden, self.dropout, self.leaky_relu_alpha)
+        batched_activation(self.activation)
+        get_loss(self._loss_name(), self._task, num_classes)
+        batched_solver(self.solver)
+        check_choice("init", self.init, INITS)
+        for name in ("max_iter", "n_iter_no_change"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be an integer >= 1")
+        if not (isinstance(self.batch_size, int | np.integer) and self.batch_size >= 1) and self.batch_size != "auto":
+            raise ConfigError(f"batch_size={self.batch_size!r} must be 'auto' or an integer >= 1")
+        if not self.learning_rate_init > 0:
+            raise ConfigError(f"learning_rate_init={self.learning_rate_init!r} must be > 0")
+        if not self.alpha >= 0:
+            raise ConfigError(f"alpha={self.alpha!r} must be >= 0")
+        if not 0 < self.validation_fraction < 1:
+            raise ConfigError(f"validation_fraction={self.validation_fraction!r} is outside the allowed range (0, 1)")
+        if self.tol != 0:
+            raise ConfigError(f"tol={self.tol!r} is not supported: the batched engine counts epochs without a "
+                              "strict improvement (tol=0)")
+        validate_optimization(self.solver, self.learning_rate_init, self.momentum, 0.0, self.l1)
+        resolve_device(self.device)
+
+    def _seed(self) -> int:
+        """An int random_state is the seed; None or a RandomState draws one."""
+        if isinstance(self.random_state, int | np.integer) and self.random_state >= 0:
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def plan(self, y: np.ndarray, fold: int = 0) -> Plan:
+        """The engine settings and model spec of one fit on rows `y` (validated first)."""
+        n = len(y)
+        self._check_params(len(np.unique(y)) if self._task == "classification" else 0)
+        seed = self._seed()
+        batch = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
+        rows = np.arange(n)
+        if self.early_stopping:
+            stratify = y if self._task == "classification" else None
+            train, val = train_test_split(rows, test_size=self.validation_fraction, random_state=seed,
+                                          stratify=stratify)
+        else:  # n_iter_no_change watches the loss on the training rows, as MLPClassifier without early_stopping
+            train, val = rows, rows
+        settings = {"hidden_sizes": self._hidden(), "activation": self.activation,
+                    "leaky_relu_alpha": float(self.leaky_relu_alpha), "loss": self._loss_name(),
+                    "optimizer": self.solver, "max_epochs": int(self.max_iter), "init": self.init,
+                    "batch_size": batch, "lr": float(self.learning_rate_init),
+                    "weight_decay": float(self.alpha) / batch,  # MLPClassifier's alpha: loss + alpha/(2 batch) |W|^2
+                    "l1": float(self.l1), "dropout": float(self.dropout), "momentum": float(self.momentum)}
+        spec = ModelSpec(train_rows=torch.as_tensor(train), val_rows=torch.as_tensor(val), fold=fold, seed=seed,
+                         **{k: settings[k] for k in ("lr", "weight_decay", "l1", "dropout", "momentum")})
+        patience = int(self.n_iter_no_change) if self.n_iter_no_change < self.max_iter else None
+        return Plan(settings, spec, patience, bool(self.early_stopping))
+
+    def _fit_one(self, x: np.ndarray, targets: np.ndarray, labels: np.ndarray) -> "FNNEstimator":
+        """Train on (x, targets) with the engine; `labels` are what stratifies the validation split."""
+        from lit_basics.engine.batched_fit import fit_group
+
+        plan = self.plan(labels)
+        device = resolve_device(self.device)
+        num_classes = len(self.classes_) if self._task == "classification" else 0
+        s = plan.settings
+        result = fit_group(torch.as_tensor(x, device=device)[None], torch.as_tensor(targets, device=device),
+                           [plan.spec], s["hidden_sizes"], num_classes, activation=s["activation"],
+                           alpha=s["leaky_relu_alpha"], loss=s["loss"], optimizer=s["optimizer"],
+                           batch_size=s["batch_size"], max_epochs=s["max_epochs"], patience=plan.patience,
+                           init=s["init"], keep_best=plan.keep_best)
+        val_y = targets[plan.spec.val_rows.numpy()]
+        self.set_result(result.layers[0], result.history[0], len(plan.spec.train_rows), val_y)
+        return self
+
+    def set_result(self, layers: list[tuple[torch.Tensor, torch.Tensor]], history: list[dict[str, float]],
+                   n_train: int, val_y: np.ndarray) -> None:
+        """The fitted attributes from one engine model: its layers (nn.Linear layout) and its epochs."""
+        self.coefs_ = [w.detach().cpu().numpy().T.copy() for w, _ in layers]  # (fan_in, fan_out), as MLPClassifier
+        self.intercepts_ = [b.detach().cpu().numpy().copy() for _, b in layers]
+        self.n_layers_ = len(layers) + 1
+        self.n_outputs_ = self.coefs_[-1].shape[1]
+        self.loss_curve_ = [row["train/loss"] for row in history]
+        self.loss_ = self.loss_curve_[-1]
+        self.n_iter_ = len(history)
+        self.t_ = n_train * self.n_iter_
+        if self.early_stopping:
+            scores = [self._validation_score(row, val_y) for row in history]
+            self.validation_scores_ = scores
+            self.best_validation_score_ = max(scores)
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = self.best_validation_score_ = None
+            self.best_loss_ = min(self.loss_curve_)
+        if self.verbose:
+            for epoch, loss in enumerate(self.loss_curve_, 1):
+                print(f"Iteration {epoch}, loss = {loss:.8f}")
+
+    def _validation_score(self, row: dict[str, float], val_y: np.ndarray) -> float:
+        if self._task == "classification":
+            return row["val/acc"]
+        return 1.0 - row["val/loss"] / max(float(np.var(val_y)), np.finfo(np.float32).tiny)  # R^2 from the MSE
+
+    def _logits(self, X: Any) -> torch.Tensor:
+        """(rows, outputs) logits, in float64 so that a row's result does not depend on the batch it is in."""
+        check_is_fitted(self)
+        x = validate_data(self, X, reset=False, dtype=np.float64)
+        act = get_activation(self.activation).module(self.leaky_relu_alpha)
+        h = torch.from_numpy(np.require(x, requirements=["C", "W"]))
+        for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_, strict=True)):
+            h = torch.addmm(torch.from_numpy(b.astype(np.float64)), h, torch.from_numpy(w.astype(np.float64)))
+            if i < len(self.coefs_) - 1:
+                h = act(h)
+        return h
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+class FNNClassifier(ClassifierMixin, FNNEstimator):
+    """A feedforward classifier with MLPClassifier's parameters, trained on the batched engine.
+
+    alpha is MLPClassifier's L2 strength: the engine adds alpha / batch_size * W to each weight
+    gradient (weight_decay = alpha / batch_size; biases are not penalised), which is the gradient
+    of loss + alpha / (2 batch_size) ||W||^2. loss "auto" is cross_entropy.
+    """
+
+    _task = "classification"
+
+    def fit(self, X: Any, y: Any) -> "FNNClassifier":
+        x, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(f"y has 1 class ({encoder.classes_[0]!r}); a classifier needs at least 2 classes")
+        self.classes_ = encoder.classes_
+        codes = encoder.transform(y).astype(np.int64)
+        return self._fit_one(x, codes, codes)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(rows, classes) probabilities: softmax of the logits (sigmoid of the one logit when binary)."""
+        return probabilities(self._logits(X), len(self.classes_)).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        logits = self._logits(X)
+        return self.classes_[predict(logits, "classification", len(self.classes_)).numpy()]
+
+
+class FNNRegressor(RegressorMixin, FNNEstimator):
+    """A feedforward regressor with MLPRegressor's parameters, trained on the batched engine (loss "auto": mse).
+
+    alpha as FNNClassifier's. The target is used as given (not standardised), as MLPRegressor does.
+    """
+
+    _task = "regression"
+
+    def fit(self, X: Any, y: Any) -> "FNNRegressor":
+        x, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True)
+        return self._fit_one(x, y.astype(np.float32), y)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._logits(X)[:, 0].numpy()
