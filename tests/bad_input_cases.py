@@ -4,17 +4,22 @@ tests/test_reliability.py runs every row; `python -m tests.bad_input_cases` prin
 "Reliability" table from the same rows (`make reliability-doc` writes it into the README).
 """
 
+from lit_basics.models.activations import ACTIVATIONS
+from lit_basics.models.fnn import INITS
+from lit_basics.models.losses import LOSSES
+from lit_basics.models.optimizers import OPTIMIZERS
+
 # (case, command, arguments, expected text of the one-line error). In arguments, {cfg:NAME} is
 # configs/NAME.yaml, {tmp} the test's folder (files named there are written by the test).
 CASES = [
     ("unknown dataset", "fit", "--config {cfg:iris} --data cifar", "unknown dataset 'cifar'; allowed: breast_cancer"),
     ("unknown activation", "fit", "--config {cfg:moons} --model.activation swish",
-     "unknown activation 'swish'; allowed: leaky_relu, relu, sigmoid, tanh"),
-    ("unknown loss", "fit", "--config {cfg:moons} --model.loss kl", "unknown loss 'kl'; allowed: cross_entropy, hinge, mse"),
+     f"unknown activation 'swish'; allowed: {', '.join(sorted(ACTIVATIONS))}"),
+    ("unknown loss", "fit", "--config {cfg:moons} --model.loss kl", f"unknown loss 'kl'; allowed: {', '.join(sorted(LOSSES))}"),
     ("unknown optimizer", "fit", "--config {cfg:moons} --model.optimizer lbfgs",
-     "unknown optimizer 'lbfgs'; allowed: adam, adamw, momentum, rmsprop, sgd"),
+     f"unknown optimizer 'lbfgs'; allowed: {', '.join(sorted(OPTIMIZERS))}"),
     ("unknown weight init", "fit", "--config {cfg:moons} --model.init uniform",
-     "unknown init 'uniform'; allowed: glorot, he, pytorch"),
+     f"unknown init 'uniform'; allowed: {', '.join(sorted(INITS))}"),
     ("unknown scheduler", "fit", "--config {cfg:moons} --model.scheduler warmup", "unknown scheduler 'warmup'; allowed:"),
     ("unknown sampler", "tune", "--config {tmp}/search.yaml --sampler anneal",
      "unknown sampler 'anneal'; allowed: grid, random, tpe"),

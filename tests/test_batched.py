@@ -6,17 +6,15 @@ import torch.nn.functional as F
 
 from lit_basics.engine.batched import ALIGN, BatchedMLP, BatchedOptimizer, ModelSpec
 from lit_basics.engine.batched_fit import fit_group
-from lit_basics.engine.batched_loss import cross_entropy_with_grad, loss_with_grad, per_sample_loss
+from lit_basics.engine.batched_loss import loss_with_grad
 from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import FNN
-from lit_basics.models.optimizers import parameter_groups
+from lit_basics.models.losses import LOSSES
+from lit_basics.models.optimizers import OPTIMIZERS, make_optimizer
 
-TORCH = {
-    "sgd": lambda groups, lr, mu: torch.optim.SGD(groups, lr=lr),
-    "momentum": lambda groups, lr, mu: torch.optim.SGD(groups, lr=lr, momentum=mu),
-    "rmsprop": lambda groups, lr, mu: torch.optim.RMSprop(groups, lr=lr),
-    "adam": lambda groups, lr, mu: torch.optim.Adam(groups, lr=lr, foreach=False),
-}
+BATCHED_ACTIVATIONS = sorted(name for name, a in ACTIVATIONS.items() if a.batched)
+BATCHED_OPTIMIZERS = sorted(name for name, o in OPTIMIZERS.items() if o.batched_update is not None)
+CLASSIFICATION_LOSSES = sorted(name for name, loss in LOSSES.items() if "classification" in loss.tasks)
 
 
 def backpropagate(batched: BatchedMLP, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -27,8 +25,8 @@ def backpropagate(batched: BatchedMLP, x: torch.Tensor, y: torch.Tensor, num_cla
     return per_sample.mean(1)
 
 
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))  # widths 8 and 6 are padded to 16: sigmoid's
-@pytest.mark.parametrize("optimizer", sorted(TORCH))  # padded units output 0.5, and must still change nothing
+@pytest.mark.parametrize("activation", BATCHED_ACTIVATIONS)  # widths 8 and 6 are padded to 16: sigmoid's
+@pytest.mark.parametrize("optimizer", BATCHED_OPTIMIZERS)  # padded units output 0.5, and must still change nothing
 def test_three_models_match_three_separate_torch_optim_runs(optimizer, activation):
     torch.manual_seed(0)
     x, y = torch.randn(200, 5), torch.randint(0, 3, (200,))
@@ -39,7 +37,7 @@ def test_three_models_match_three_separate_torch_optim_runs(optimizer, activatio
         copy.load_state_dict(source.state_dict())
     batched = BatchedMLP.from_modules(modules, activation)
     opt = BatchedOptimizer(optimizer, batched, torch.tensor(lrs), torch.tensor(decays), torch.tensor(mus))
-    optimizers = [TORCH[optimizer](parameter_groups(net, wd), lr, mu)
+    optimizers = [make_optimizer(optimizer, net, lr, mu, wd)  # what LitFNN builds
                   for net, lr, wd, mu in zip(separate, lrs, decays, mus, strict=True)]
     generator = torch.Generator().manual_seed(1)
     for _ in range(50):
@@ -71,8 +69,8 @@ def test_inactive_models_do_not_move():
         assert not torch.equal(p[0], b[0]) and torch.equal(p[1], b[1])
 
 
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("loss", ["cross_entropy", "hinge", "mse"])
+@pytest.mark.parametrize("activation", BATCHED_ACTIVATIONS)
+@pytest.mark.parametrize("loss", CLASSIFICATION_LOSSES)
 def test_handwritten_backward_matches_autograd(activation, loss):
     torch.manual_seed(0)
     modules = [FNN(5, [20, 7], 3, activation=activation, leaky_relu_alpha=0.2),
@@ -85,7 +83,7 @@ def test_handwritten_backward_matches_autograd(activation, loss):
 
     for parameter in batched.parameters:  # the engine's own tensors build no graph: ask for one here
         parameter.requires_grad_(True)
-    expected = torch.autograd.grad(per_sample_loss(loss, forward(), y, 3).mean(1).sum(), batched.parameters)
+    expected = torch.autograd.grad(LOSSES[loss].per_sample(forward(), y, 3).mean(1).sum(), batched.parameters)
     with torch.no_grad():
         _, d_logits = loss_with_grad(loss, forward(), y, 3)
         batched.backward(d_logits / 6)
@@ -115,7 +113,7 @@ def test_padded_narrow_models_train_as_if_alone(activation):
             assert a["train/loss"] == pytest.approx(b["train/loss"], abs=1e-5)
 
 
-@pytest.mark.parametrize("optimizer", sorted(TORCH))
+@pytest.mark.parametrize("optimizer", BATCHED_OPTIMIZERS)
 def test_models_of_several_batch_sizes_train_together_as_if_alone(optimizer):
     """Larger batches sum their gradient over several steps of the smallest; L2 and L1 added once a step."""
     torch.manual_seed(0)
@@ -144,14 +142,15 @@ def test_batch_sizes_that_are_not_multiples_of_the_smallest_are_refused():
         fit_group(torch.randn(1, 20, 3), torch.randint(0, 2, (20,)), specs, [4], 2, batch_size=[4, 6])
 
 
+@pytest.mark.parametrize("loss", sorted(n for n, loss in LOSSES.items() if loss.with_logit_grad))
 @pytest.mark.parametrize("num_classes", [2, 10])
-def test_closed_form_cross_entropy_matches_autograd(num_classes):
+def test_closed_form_logit_gradients_match_autograd(num_classes, loss):
     torch.manual_seed(0)
     logits = torch.randn(3, 7, 1 if num_classes == 2 else num_classes, requires_grad=True)
     y = torch.randint(0, num_classes, (3, 7))
-    expected = per_sample_loss("cross_entropy", logits, y, num_classes)
+    expected = LOSSES[loss].per_sample(logits, y, num_classes)
     (grad,) = torch.autograd.grad(expected.sum(), logits)
-    values, closed_grad = cross_entropy_with_grad(logits.detach(), y, num_classes)
+    values, closed_grad = LOSSES[loss].with_logit_grad(logits.detach(), y, num_classes)
     torch.testing.assert_close(values, expected.detach())
     torch.testing.assert_close(closed_grad, grad)
 

@@ -9,7 +9,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_basics.cli import cli_main
-from lit_basics.models import load_model
+from lit_basics.models import ACTIVATIONS, load_model
 
 from .conftest import CONFIGS, config, run_cli
 
@@ -148,7 +148,7 @@ def test_help_lists_the_model_options(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model.activation", "swish"], "unknown activation 'swish'; allowed: leaky_relu, relu, sigmoid, tanh"),
+        (["--model.activation", "swish"], f"unknown activation 'swish'; allowed: {', '.join(sorted(ACTIVATIONS))}"),
         (["--model.dropout", "1.5"], "dropout=1.5 is outside the allowed range [0, 1)"),
         (["--model.lr", "0"], "lr=0.0 must be > 0"),
         (["--model.hidden_sizes", "[]"], "hidden_sizes=[] must be a non-empty list"),

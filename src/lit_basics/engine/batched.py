@@ -11,41 +11,21 @@ their gradients copied into the buffer): for networks this small, autograd's gra
 its gradient accumulation cost as much as the arithmetic.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lit_basics.errors import check_choice
-from lit_basics.models.activations import ACTIVATIONS
+from lit_basics.models.activations import batched_activation
 from lit_basics.models.fnn import FNN
+from lit_basics.models.optimizers import UpdateRows, get_optimizer
 
-OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
-# torch.optim's defaults, which LitFNN uses too
-ADAM_BETAS, ADAM_EPS, RMSPROP_ALPHA, RMSPROP_EPS = (0.9, 0.999), 1e-8, 0.99, 1e-8
 ALIGN = 16  # layer widths are padded to a multiple of this: 16 float32 = one AVX-512 register
 
 
 def _aligned(width: int) -> int:
     return -(-width // ALIGN) * ALIGN
-
-
-def _activation(name: str, alpha: float) -> tuple[Callable, Callable]:
-    """In-place activation, and its backward from its output: (d, output) -> d * f'(input).
-
-    Each derivative is a function of the output (leaky ReLU's too, as its slope is >= 0), so the
-    forward pass keeps one tensor per layer.
-    """
-    check_choice("activation", name, ACTIVATIONS)
-    aten = torch.ops.aten
-    return {
-        "relu": (torch.relu_, lambda d, out: aten.threshold_backward(d, out, 0.0)),
-        "leaky_relu": (lambda z: F.leaky_relu_(z, alpha), lambda d, out: aten.leaky_relu_backward(d, out, alpha, True)),
-        "tanh": (torch.tanh_, aten.tanh_backward),
-        "sigmoid": (torch.sigmoid_, aten.sigmoid_backward),
-    }[name]
 
 
 @dataclass
@@ -60,6 +40,8 @@ class ModelSpec:
     l1: float = 0.0
     dropout: float = 0.0
     momentum: float = 0.9
+    grad_clip: float = 0.0  # clip the model's gradient norm to this before each step (0: no clipping)
+    optimizer_kwargs: dict[str, float] = field(default_factory=dict)  # the optimizer's own hyperparameters
     seed: int = 0
 
 
@@ -72,6 +54,8 @@ class GroupResult:
     best_epoch: list[int]
     epochs: list[int]
     history: list[list[dict[str, float]]] = field(default_factory=list)
+    # each model's parameters at the end (or at its best epoch, with keep_best): (weight (out, in), bias) per layer
+    layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=list)
 
 
 class BatchedMLP:
@@ -85,7 +69,9 @@ class BatchedMLP:
 
     def __init__(self, flat: torch.Tensor, sizes: list[int], activation: str, alpha: float,
                  dropout: torch.Tensor) -> None:
-        self.activation, self.activation_backward = _activation(activation, alpha)
+        declaration = batched_activation(activation)
+        self.activation = lambda z: declaration.forward_(z, alpha)  # in place
+        self.activation_backward = lambda d, out: declaration.derivative_from_output(d, out, alpha)
         self.layout: list[tuple[int, int, int]] = []  # (offset, fan_in, fan_out) per layer
         offset = 0
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
@@ -150,11 +136,17 @@ class BatchedMLP:
             net.param_mask = torch.stack(masks)
         return net
 
-    def layers(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Model i's (weight, bias) per layer without padding, shaped as nn.Linear's."""
-        sizes = self.model_sizes[i]
-        return [(w[i, :fan_in, :fan_out].T, b[i, 0, :fan_out])
-                for w, b, fan_in, fan_out in zip(self.weights, self.biases, sizes[:-1], sizes[1:], strict=True)]
+    def layers(self, i: int, flat: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Model i's (weight, bias) per layer without padding, shaped as nn.Linear's; from `flat` when given
+        (a tensor of the same (M, P) layout, such as a copy of the parameters at a best epoch)."""
+        row = self.flat[i] if flat is None else flat[i]
+        out = []
+        for (start, fan_in, fan_out), (real_in, real_out) in zip(self.layout, zip(self.model_sizes[i][:-1],
+                                                                  self.model_sizes[i][1:], strict=True), strict=True):
+            w = row[start : start + fan_in * fan_out].view(fan_in, fan_out)
+            b = row[start + fan_in * fan_out : start + fan_in * fan_out + fan_out]
+            out.append((w[:real_in, :real_out].T, b[:real_out]))
+        return out
 
     def to(self, device: torch.device) -> "BatchedMLP":
         self.weight_mask, self.dropout = self.weight_mask.to(device), self.dropout.to(device)
@@ -192,12 +184,16 @@ class BatchedMLP:
             if i < last:
                 x = out = self.activation(x)
                 if dropping:
-                    keep = 1.0 - self.dropout.view(-1, 1, 1)
-                    scale = (torch.rand(x.shape, device=x.device, generator=generator) < keep) / keep
+                    scale = self.dropout_scale(x.shape, generator)
                     x = x * scale
             saved.append((layer_input, out, scale))
         self._saved = saved if train else None
         return x[..., : self.out_features]
+
+    def dropout_scale(self, shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
+        """(M, batch, width) inverted-dropout factors: kept units 1 / (1 - p), dropped ones 0, as nn.Dropout."""
+        keep = 1.0 - self.dropout.view(-1, 1, 1)
+        return (torch.rand(shape, device=self.flat.device, generator=generator) < keep) / keep
 
     def zero_grad(self, rows: np.ndarray) -> None:
         """Zero the gradient of the models `rows`."""
@@ -232,104 +228,110 @@ class BatchedMLP:
 
 
 class BatchedOptimizer:
-    """sgd, momentum, rmsprop or adam over the (M, P) parameters, each hyperparameter one value per model.
+    """An optimizer of models/optimizers.py over the (M, P) parameters, each hyperparameter one value per model.
 
-    The updates are torch.optim's (default arguments; L2 added to the gradient of weight matrices
-    only, as LitFNN's parameter groups do; L1's subgradient likewise). adam, sgd and momentum run
-    torch's fused kernels (what `torch.optim.Adam(fused=True)` calls) on the rows of the models
-    that step, once per distinct learning rate; rmsprop is a few tensor operations. Models that do
-    not step (stopped early, or no rows left in this step) keep their parameters and step counts.
+    What LitFNN does around torch.optim's step happens here around the optimizer's batched update,
+    in LitFNN's order: L1's subgradient is part of the loss's gradient, the gradient norm is clipped
+    (`clip` > 0), then L2 enters the gradient of weight matrices only (parameter groups), or shrinks
+    them directly for an optimizer with decoupled weight decay (AdamW). The update itself runs once
+    per distinct (learning rate, hyperparameters) on the rows of the models that step. Models that
+    do not step (stopped early, or summing a larger batch) keep their parameters, state and counts.
     """
 
     def __init__(self, name: str, model: BatchedMLP, lr: torch.Tensor, weight_decay: torch.Tensor,
-                 momentum: torch.Tensor, l1: torch.Tensor | None = None) -> None:
-        check_choice("batched optimizer", name, OPTIMIZERS)
-        self.name, self.model = name, model
+                 momentum: torch.Tensor, l1: torch.Tensor | None = None,
+                 optimizer_kwargs: list[dict[str, float]] | None = None, clip: torch.Tensor | None = None) -> None:
+        self.declaration = get_optimizer(name)
+        if self.declaration.batched_update is None:
+            raise ValueError(f"optimizer {name!r} has no batched update")
+        self.model = model
         flat = model.flat
-        self.lr, self.mu = lr.tolist(), momentum.tolist()
+        kwargs = optimizer_kwargs or [{}] * flat.shape[0]
+        self.lr = lr.tolist()
+        self.hp = [self.declaration.hyperparameters(mu, kw) for mu, kw in zip(momentum.tolist(), kwargs, strict=True)]
         self.decay = weight_decay.to(flat).view(-1, 1) * model.weight_mask if bool((weight_decay > 0).any()) else None
         self.l1 = None if l1 is None or not bool((l1 > 0).any()) else l1.to(flat).view(-1, 1) * model.weight_mask
-        self.m = torch.zeros_like(flat) if name != "sgd" else None  # momentum buffer / adam's first moment
-        self.v = torch.zeros_like(flat) if name in ("adam", "rmsprop") else None
+        self.clip = None if clip is None or not bool((clip > 0).any()) else clip.to(flat)
+        self.state = {key: torch.zeros_like(flat) for key in self.declaration.state}
         self.steps = torch.zeros(flat.shape[0], dtype=flat.dtype, device=flat.device)
         self._index_rows()
 
     def _index_rows(self) -> None:
-        """Per-model row views of every buffer, for the fused kernels' tensor lists; plans start afresh."""
-        self._plans: dict[bytes, tuple[list[tuple[float, float, list[int]]], torch.Tensor]] = {}
+        """Per-model row views of every buffer, for the updates' tensor lists; plans start afresh."""
+        self._plans: dict[bytes, tuple[list[tuple[float, tuple, list[int]]], torch.Tensor]] = {}
         self._rows = {key: list(t.unbind(0)) for key, t in
-                      (("p", self.model.flat), ("g", self.model.grad), ("m", self.m), ("v", self.v),
-                       ("s", self.steps), ("decay", self.decay), ("l1", self.l1)) if t is not None}
+                      (("p", self.model.flat), ("g", self.model.grad), ("s", self.steps), ("decay", self.decay),
+                       ("l1", self.l1), *self.state.items()) if t is not None}
         flat = self.model.flat
         self._lr_column = torch.tensor(self.lr, dtype=flat.dtype, device=flat.device).view(-1, 1)
+
+    def set_lr(self, lr: list[float]) -> None:
+        """New learning rates, one per model in the stack (a scheduler's step)."""
+        if lr != self.lr:
+            self.lr = list(lr)
+            self._index_rows()
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep the state of models `rows` only; call after the model's own `keep`."""
         index = rows.tolist()
-        self.lr, self.mu = [self.lr[i] for i in index], [self.mu[i] for i in index]
+        self.lr, self.hp = [self.lr[i] for i in index], [self.hp[i] for i in index]
         self.decay = None if self.decay is None else self.decay[rows]
         self.l1 = None if self.l1 is None else self.l1[rows]
-        self.m = None if self.m is None else self.m[rows]
-        self.v = None if self.v is None else self.v[rows]
+        self.clip = None if self.clip is None else self.clip[rows]
+        self.state = {key: buffer[rows] for key, buffer in self.state.items()}
         self.steps = self.steps[rows]
         self._index_rows()
 
-    def _plan(self, stepping: np.ndarray) -> tuple[list[tuple[float, float, list[int]]], torch.Tensor]:
-        """The stepping models grouped by (lr, momentum), one fused call each; and `stepping` as 0/1 floats."""
+    def _plan(self, stepping: np.ndarray) -> tuple[list[tuple[float, tuple, list[int]]], torch.Tensor]:
+        """The stepping models grouped by (lr, hyperparameters), one update call each; `stepping` as 0/1 floats."""
         key = stepping.tobytes()
         if key not in self._plans:
-            groups: dict[tuple[float, float], list[int]] = {}
+            groups: dict[tuple[float, tuple], list[int]] = {}
             for i in np.flatnonzero(stepping).tolist():
-                groups.setdefault((self.lr[i], self.mu[i]), []).append(i)
+                groups.setdefault((self.lr[i], tuple(self.hp[i].items())), []).append(i)
             if len(self._plans) > 256:
                 self._plans.clear()
             on = torch.as_tensor(stepping, device=self.steps.device).to(self.steps.dtype)
-            self._plans[key] = ([(lr, mu, rows) for (lr, mu), rows in groups.items()], on)
+            self._plans[key] = ([(lr, hp, rows) for (lr, hp), rows in groups.items()], on)
         return self._plans[key]
 
     def step(self, stepping: np.ndarray | torch.Tensor) -> None:
         """One update from `model.grad` for the models where `stepping` (bool per model) is true."""
         stepping = np.asarray(stepping.cpu() if isinstance(stepping, torch.Tensor) else stepping, dtype=bool)
-        g = self.model.grad
-        if self.decay is not None or self.l1 is not None:
-            self._add_penalties(stepping)
+        if not stepping.any():
+            return
+        g, flat = self.model.grad, self.model.flat
         if self.model.param_mask is not None:
             g.mul_(self.model.param_mask)  # padding stays zero (a sigmoid's padded units have outputs)
         groups, on = self._plan(stepping)
+        if self.l1 is not None:
+            self._add_to_grad(flat.sign(), "l1", stepping)
+        if self.clip is not None:
+            self._clip(on)
+        if self.decay is not None and self.declaration.decoupled_weight_decay:
+            flat.mul_(1.0 - self._lr_column * self.decay * on.view(-1, 1))
+        elif self.decay is not None:
+            self._add_to_grad(flat, "decay", stepping)
         self.steps.add_(on)
-        if self.name == "rmsprop":
-            self._rmsprop(on.view(-1, 1))
-            return
         rows = self._rows
-        for lr, mu, idx in groups:
-            params, grads = [rows["p"][i] for i in idx], [rows["g"][i] for i in idx]
-            if self.name == "adam":
-                torch._fused_adam_(params, grads, [rows["m"][i] for i in idx], [rows["v"][i] for i in idx], [],
-                                   [rows["s"][i] for i in idx], lr=lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1],
-                                   weight_decay=0.0, eps=ADAM_EPS, amsgrad=False, maximize=False)
-            else:  # a zero buffer makes momentum's first step buf = g, as torch.optim.SGD's
-                buffers = [rows["m"][i] for i in idx] if self.name == "momentum" and mu > 0 else []
-                torch._fused_sgd_(params, grads, buffers, weight_decay=0.0, momentum=mu if buffers else 0.0, lr=lr,
-                                  dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
+        for lr, hp, idx in groups:
+            self.declaration.batched_update(UpdateRows(
+                params=[rows["p"][i] for i in idx], grads=[rows["g"][i] for i in idx],
+                state={key: [rows[key][i] for i in idx] for key in self.state},
+                steps=[rows["s"][i] for i in idx], lr=lr, hp=dict(hp)))
 
-    def _add_penalties(self, stepping: np.ndarray) -> None:
-        """L2's and L1's gradients, added for the models that step (the others may be summing a gradient)."""
-        g, flat = self.model.grad, self.model.flat
+    def _add_to_grad(self, values: torch.Tensor, coefficient: str, stepping: np.ndarray) -> None:
+        """grad += values * the per-model coefficient rows, for the models that step (the others may be summing)."""
         if stepping.all():
-            if self.decay is not None:
-                g.addcmul_(flat, self.decay)
-            if self.l1 is not None:
-                g.addcmul_(flat.sign(), self.l1)
+            self.model.grad.addcmul_(values, getattr(self, coefficient))
             return
         index = np.flatnonzero(stepping).tolist()
         rows = self._rows
-        grads, params = [rows["g"][i] for i in index], [rows["p"][i] for i in index]
-        if self.decay is not None:
-            torch._foreach_addcmul_(grads, params, [rows["decay"][i] for i in index])
-        if self.l1 is not None:
-            torch._foreach_addcmul_(grads, torch._foreach_sign(params), [rows["l1"][i] for i in index])
+        torch._foreach_addcmul_([rows["g"][i] for i in index], [values[i] for i in index],
+                                [rows[coefficient][i] for i in index])
 
-    def _rmsprop(self, on: torch.Tensor) -> None:
+    def _clip(self, on: torch.Tensor) -> None:
+        """Scale each stepping model's gradient to norm <= its clip value, as torch's clip_grad_norm_."""
         g = self.model.grad
-        self.v.lerp_(g * g, on * (1 - RMSPROP_ALPHA))
-        self.model.flat.addcdiv_(g * (-self._lr_column * on), self.v.sqrt().add_(RMSPROP_EPS))
+        factor = (self.clip / (torch.linalg.vector_norm(g, dim=1) + 1e-6)).clamp_(max=1.0)
+        g.mul_(torch.where((self.clip > 0) & (on > 0), factor, 1.0).view(-1, 1))

@@ -1,6 +1,8 @@
 """The training loop of a batched group: epochs, per-model batch order, validation, early stopping."""
 
 import math
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -8,8 +10,10 @@ import torch
 from lit_basics.data.batching import epoch_permutation
 from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec
 from lit_basics.engine.batched_loss import loss_values, loss_with_grad
+from lit_basics.errors import check_choice
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import output_dim, predict
+from lit_basics.models.optimizers import SCHEDULERS, make_scheduler
 
 EPOCH_GATHER_LIMIT = 2**25  # floats (128 MB): above it, rows are gathered per step instead of per epoch
 COMPACT_BELOW = 0.75  # when at most this share of the stack is still training, drop the stopped models
@@ -48,8 +52,11 @@ def fit_group(
     max_epochs: int = 50,
     patience: int | None = None,
     init: str = "pytorch",
+    scheduler: str = "none",
+    scheduler_kwargs: dict[str, Any] | None = None,
+    keep_best: bool = False,
 ) -> GroupResult:
-    """Train len(specs) networks together; x is (folds, rows, features): one standardised copy per fold.
+    """Train len(specs) networks together; x is (folds, rows, features): one preprocessed copy per fold.
 
     `hidden_sizes` is one list for all models or one per model (same depth; narrower ones are padded).
     `batch_size` is one for all or one per model, each a multiple of the smallest: the group steps
@@ -57,92 +64,209 @@ def fit_group(
     its gradient over k of them before it steps (the same gradient as one batch of its size).
     Early stopping per model on its validation loss (stop after `patience` epochs without a strict
     improvement, as Lightning's EarlyStopping); a stopped model is frozen while the others go on, and
-    the stopped models leave the stack once they are a quarter of it (COMPACT_BELOW).
+    the stopped models leave the stack once they are a quarter of it (COMPACT_BELOW). `scheduler`
+    changes each model's learning rate after each epoch's validation, as LitFNN does. The result's
+    `layers` are each model's parameters at the end, or at its best validation epoch with `keep_best`.
     """
-    device = x.device
-    m = len(specs)
-    sizes = hidden_sizes if isinstance(hidden_sizes[0], list | tuple) else [hidden_sizes] * m
-    out_dim = output_dim("classification" if num_classes else "regression", num_classes)
-    modules = []
-    for spec, widths in zip(specs, sizes, strict=True):
-        torch.manual_seed(spec.seed)  # each model starts as a separate FNN of its own sizes would
-        modules.append(FNN(x.shape[-1], list(widths), out_dim, activation=activation, init=init))
-    hp = {k: torch.tensor([getattr(s, k) for s in specs], dtype=x.dtype, device=device)
-          for k in ("lr", "weight_decay", "l1", "dropout", "momentum")}
-    net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"]).to(device)
-    opt = BatchedOptimizer(optimizer, net, hp["lr"], hp["weight_decay"], hp["momentum"], hp["l1"])
-    batch_sizes = list(batch_size) if isinstance(batch_size, list | tuple) else [batch_size] * m
-    micro = min(batch_sizes)
-    if any(b % micro for b in batch_sizes):
-        raise ValueError(f"batch sizes {sorted(set(batch_sizes))} must be multiples of the smallest, {micro}")
-    members = _Members(specs, x, y, batch_sizes, micro)
-    track = {"active": torch.ones(m, dtype=torch.bool, device=device),
-             "best_loss": torch.full((m,), math.inf, device=device), "best_acc": torch.zeros(m, device=device),
-             "best_epoch": torch.zeros(m, dtype=torch.long, device=device),
-             "waited": torch.zeros(m, dtype=torch.long, device=device),
-             "epochs_run": torch.zeros(m, dtype=torch.long, device=device)}
-    active_host = np.ones(m, dtype=bool)  # track["active"] on the host: which models step (no sync per step)
-    index = np.arange(m)  # the original model of each row of the stack
-    final: dict[str, list] = {k: [0] * m for k in ("best_loss", "best_acc", "best_epoch", "epochs_run")}
-    history: list[list[dict[str, float]]] = [[] for _ in range(m)]
-    generator = torch.Generator(device=device).manual_seed(specs[0].seed)
-    x_rows, y_rows = x.reshape(-1, x.shape[-1]), y.repeat(x.shape[0])  # row r of fold f: f * n + r
-    x_epoch = y_epoch = None
+    fit = _GroupFit(x, y, specs, hidden_sizes, num_classes, activation, alpha, loss, optimizer, batch_size,
+                    max_epochs, init, scheduler, scheduler_kwargs, keep_best)
     for epoch in range(max_epochs):
-        order = _padded(_epoch_order(members.specs, epoch), device)  # (M, most rows), -1 past a model's rows
+        val_loss, val_acc = fit.train_epoch(epoch)
+        fit.end_epoch(epoch, val_loss, val_acc, patience)
+        if not fit.active.any():
+            break
+        if fit.active.sum() <= COMPACT_BELOW * len(fit.index):
+            fit.compact()
+    return fit.result()
+
+
+@dataclass
+class _Scores:
+    """Per model in the stack: whether it still trains, its best validation values and epochs counted."""
+
+    active: torch.Tensor  # (M,) bool
+    best_loss: torch.Tensor
+    best_acc: torch.Tensor
+    best_epoch: torch.Tensor
+    waited: torch.Tensor  # epochs since the last improvement
+    epochs_run: torch.Tensor
+
+    @classmethod
+    def start(cls, m: int, device: torch.device) -> "_Scores":
+        def zeros():
+            return torch.zeros(m, dtype=torch.long, device=device)
+
+        return cls(torch.ones(m, dtype=torch.bool, device=device), torch.full((m,), math.inf, device=device),
+                   torch.zeros(m, device=device), zeros(), zeros(), zeros())
+
+    def update(self, val_loss: torch.Tensor, val_acc: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Best values, best epoch and epochs without improvement; returns which models improved."""
+        active = self.active
+        self.epochs_run += active
+        improved = active & (val_loss < self.best_loss)
+        self.best_loss = torch.where(improved, val_loss, self.best_loss)
+        self.best_epoch = torch.where(improved, torch.full_like(self.best_epoch, epoch + 1), self.best_epoch)
+        self.best_acc = torch.where(active, torch.maximum(self.best_acc, val_acc), self.best_acc)
+        self.waited = torch.where(improved, torch.zeros_like(self.waited), self.waited + active.long())
+        return improved
+
+    def rows(self, rows: torch.Tensor) -> "_Scores":
+        return _Scores(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+
+class _GroupFit:
+    """The state of one group's training: the stacked net, its optimizer, the members, scores and schedules."""
+
+    def __init__(self, x, y, specs, hidden_sizes, num_classes, activation, alpha, loss, optimizer, batch_size,
+                 max_epochs, init, scheduler, scheduler_kwargs, keep_best) -> None:
+        device = x.device
+        m = len(specs)
+        sizes = hidden_sizes if isinstance(hidden_sizes[0], list | tuple) else [hidden_sizes] * m
+        out_dim = output_dim("classification" if num_classes else "regression", num_classes)
+        modules = []
+        for spec, widths in zip(specs, sizes, strict=True):
+            torch.manual_seed(spec.seed)  # each model starts as a separate FNN of its own sizes would
+            modules.append(FNN(x.shape[-1], list(widths), out_dim, activation=activation, init=init))
+        hp = {k: torch.tensor([getattr(s, k) for s in specs], dtype=x.dtype, device=device)
+              for k in ("lr", "weight_decay", "l1", "dropout", "momentum", "grad_clip")}
+        self.net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"]).to(device)
+        self.opt = BatchedOptimizer(optimizer, self.net, hp["lr"], hp["weight_decay"], hp["momentum"], hp["l1"],
+                                    [s.optimizer_kwargs for s in specs], hp["grad_clip"])
+        batch_sizes = list(batch_size) if isinstance(batch_size, list | tuple) else [batch_size] * m
+        self.micro = min(batch_sizes)
+        if any(b % self.micro for b in batch_sizes):
+            raise ValueError(f"batch sizes {sorted(set(batch_sizes))} must be multiples of the smallest, {self.micro}")
+        self.members = _Members(specs, x, y, batch_sizes, self.micro)
+        self.loss, self.num_classes = loss, num_classes
+        self.scores = _Scores.start(m, device)
+        self.active = np.ones(m, dtype=bool)  # scores.active on the host: which models step (no sync per step)
+        self.index = np.arange(m)  # the original model of each row of the stack
+        self.final: dict[str, list] = {k: [0] * m for k in ("best_loss", "best_acc", "best_epoch", "epochs_run")}
+        self.history: list[list[dict[str, float]]] = [[] for _ in range(m)]
+        self.layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(m)]
+        self.best_flat = self.net.flat.clone() if keep_best else None  # (M, P): each model's best parameters
+        self.schedules = _Schedules(scheduler, scheduler_kwargs, max_epochs, self.opt.lr)
+        self.generator = torch.Generator(device=device).manual_seed(specs[0].seed)
+        self.x_rows, self.y_rows = x.reshape(-1, x.shape[-1]), y.repeat(x.shape[0])  # row r of fold f: f * n + r
+        self.x_epoch = self.y_epoch = None
+
+    def _gather(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This epoch's (M, most rows) order and validity; its rows gathered once when they fit in memory."""
+        order = _padded(_epoch_order(self.members.specs, epoch), self.x_rows.device)  # -1 past a model's rows
         valid = order >= 0
-        order = torch.where(valid, order, 0) + members.offset
-        # this epoch's rows in order, gathered once: each step then reads a slice (when it fits in memory)
-        flat_order = order.view(-1)
-        if y_epoch is None or y_epoch.shape != order.shape:  # buffers reused: a fresh one costs page faults
-            gather = order.numel() * x.shape[-1] <= EPOCH_GATHER_LIMIT
-            x_epoch = x_rows.new_empty((*order.shape, x.shape[-1])) if gather else None
-            y_epoch = y_rows.new_empty(order.shape)
-        if x_epoch is not None:
-            torch.index_select(x_rows, 0, flat_order, out=x_epoch.view(-1, x.shape[-1]))
-        torch.index_select(y_rows, 0, flat_order, out=y_epoch.view(-1))
+        order = torch.where(valid, order, 0) + self.members.offset
+        features = self.x_rows.shape[-1]
+        if self.y_epoch is None or self.y_epoch.shape != order.shape:  # reused: a fresh one costs page faults
+            gather = order.numel() * features <= EPOCH_GATHER_LIMIT
+            self.x_epoch = self.x_rows.new_empty((*order.shape, features)) if gather else None
+            self.y_epoch = self.y_rows.new_empty(order.shape)
+        if self.x_epoch is not None:
+            torch.index_select(self.x_rows, 0, order.view(-1), out=self.x_epoch.view(-1, features))
+        torch.index_select(self.y_rows, 0, order.view(-1), out=self.y_epoch.view(-1))
+        return order, valid
+
+    def train_epoch(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch of training steps for every active model; returns (M,) validation loss and accuracy."""
+        net, members = self.net, self.members
+        order, valid = self._gather(epoch)
         per_sample_losses = []  # (M, B) per step; the epoch's training loss is their mean over valid rows
         carried = False  # whether some model carries a partial gradient into this step
-        stepping = members.steps_at & active_host  # (steps, M)
-        batches = zip(x_epoch.split(micro, 1) if x_epoch is not None else order.split(micro, 1),
-                      y_epoch.split(micro, 1), members.row_weight, strict=True)
+        stepping = members.steps_at & self.active  # (steps, M)
+        inputs = self.x_epoch if self.x_epoch is not None else order
+        batches = zip(inputs.split(self.micro, 1), self.y_epoch.split(self.micro, 1), members.row_weight, strict=True)
         for step, (xb, yb, row_weight) in enumerate(batches):
-            if x_epoch is None:
-                xb = x_rows[xb]  # this step's rows (order's slice), gathered now
-            logits = net(xb, train=True, generator=generator)  # (M, B, outputs)
-            per_sample, d_logits = loss_with_grad(loss, logits, yb, num_classes)  # per sample
+            if self.x_epoch is None:
+                xb = self.x_rows[xb]  # this step's rows (order's slice), gathered now
+            logits = net(xb, train=True, generator=self.generator)  # (M, B, outputs)
+            per_sample, d_logits = loss_with_grad(self.loss, logits, yb, self.num_classes)
             net.backward(d_logits.mul_(row_weight), accumulate=carried)
             per_sample_losses.append(per_sample)
-            opt.step(stepping[step])
+            self.opt.step(stepping[step])
             carried = members.carries[step]
             if carried:  # the models that stepped start their next batch from zero
                 net.zero_grad(np.flatnonzero(members.steps_at[step]))
-        epoch_losses = torch.cat(per_sample_losses, 1)
-        train_loss = (epoch_losses * valid).sum(1) / valid.sum(1).clamp(min=1)
-        val_loss, val_acc = _validate(net, members, loss, num_classes)
-        _track_epoch(track, val_loss, val_acc, epoch)
-        rows = zip(index.tolist(), track["active"].tolist(), train_loss.tolist(), val_loss.tolist(),
-                   val_acc.tolist(), strict=True)
-        for i, was_active, train_value, loss_value, acc_value in rows:  # one host sync per epoch
-            if was_active:
-                history[i].append({"epoch": float(epoch), "train/loss": train_value, "val/loss": loss_value,
-                                   "val/acc": acc_value})
+        self.train_loss = _masked_mean(torch.cat(per_sample_losses, 1), valid)
+        return _validate(net, members, self.loss, self.num_classes)
+
+    def end_epoch(self, epoch: int, val_loss: torch.Tensor, val_acc: torch.Tensor, patience: int | None) -> None:
+        """Scores, history, best parameters, learning rates and early stopping after an epoch's validation."""
+        scores = self.scores
+        was_active = scores.active.tolist()
+        improved = scores.update(val_loss, val_acc, epoch)
+        if self.best_flat is not None:
+            self.best_flat[improved] = self.net.flat[improved]
+        rows = zip(self.index.tolist(), was_active, self.train_loss.tolist(), val_loss.tolist(), val_acc.tolist(),
+                   strict=True)
+        for i, active, train_value, loss_value, acc_value in rows:  # one host sync per epoch
+            if active:
+                self.history[i].append({"epoch": float(epoch), "train/loss": train_value, "val/loss": loss_value,
+                                        "val/acc": acc_value})
+        lrs = self.schedules.step(val_loss.tolist(), was_active)
+        if lrs is not None:
+            self.opt.set_lr(lrs)
         if patience is not None:
-            track["active"] &= track["waited"] < patience
-            active_host = track["active"].cpu().numpy().copy()
-        if active_host.sum() > COMPACT_BELOW * len(index):
-            continue
-        _record(final, track, index, ~active_host)  # stopped models leave the stack with their results
-        if not active_host.any():
-            break
-        keep = torch.as_tensor(np.flatnonzero(active_host), device=device)
-        net.keep(keep)
-        opt.keep(keep)
-        members = members.keep(keep)
-        track = {k: v[keep] for k, v in track.items()}
-        index, active_host = index[active_host], active_host[active_host]
-    _record(final, track, index, np.ones(len(index), dtype=bool))
-    return GroupResult(final["best_loss"], final["best_acc"], final["best_epoch"], final["epochs_run"], history)
+            scores.active &= scores.waited < patience
+            self.active = scores.active.cpu().numpy().copy()
+
+    def _record(self, rows: np.ndarray) -> None:
+        """Copy the results of stack rows `rows` (a mask) to their original models' places."""
+        picked_rows = torch.as_tensor(rows, device=self.scores.active.device)
+        for key, values in self.final.items():
+            picked = getattr(self.scores, key)[picked_rows]
+            for i, value in zip(self.index[rows].tolist(), picked.tolist(), strict=True):
+                values[i] = value
+        flat = self.net.flat if self.best_flat is None else self.best_flat
+        for row in np.flatnonzero(rows).tolist():
+            self.layers[self.index[row]] = [(w.detach().clone(), b.detach().clone())
+                                            for w, b in self.net.layers(row, flat)]
+
+    def compact(self) -> None:
+        """Stopped models leave the stack with their results; the others go on with less arithmetic."""
+        self._record(~self.active)
+        if not self.active.any():
+            return
+        keep = torch.as_tensor(np.flatnonzero(self.active), device=self.net.flat.device)
+        self.net.keep(keep)
+        self.opt.keep(keep)
+        self.members = self.members.keep(keep)
+        self.scores = self.scores.rows(keep)
+        self.schedules.keep(keep.tolist())
+        if self.best_flat is not None:
+            self.best_flat = self.best_flat[keep]
+        self.index, self.active = self.index[self.active], self.active[self.active]
+
+    def result(self) -> GroupResult:
+        if len(self.index):
+            self._record(np.ones(len(self.index), dtype=bool))
+        final = self.final
+        return GroupResult(final["best_loss"], final["best_acc"], final["best_epoch"], final["epochs_run"],
+                           self.history, self.layers)
+
+
+class _Schedules:
+    """Each model's learning rate through the epochs, from torch's own scheduler on a stand-in optimizer.
+
+    LitFNN steps its scheduler once per epoch after validation (ReduceLROnPlateau with val/loss);
+    here one scheduler per model does the same with that model's validation loss.
+    """
+
+    def __init__(self, name: str, kwargs: dict[str, Any] | None, max_epochs: int, lrs: list[float]) -> None:
+        self.plateau = name == "plateau"
+        self.schedulers = [] if SCHEDULERS[check_choice("scheduler", name, SCHEDULERS)] is None else [
+            make_scheduler(name, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr), kwargs, max_epochs)
+            for lr in lrs]
+
+    def step(self, val_losses: list[float], active: list[bool]) -> list[float] | None:
+        """The learning rates after this epoch, or None without a scheduler."""
+        if not self.schedulers:
+            return None
+        for scheduler, loss, stepping in zip(self.schedulers, val_losses, active, strict=True):
+            if stepping:
+                scheduler.step(loss) if self.plateau else scheduler.step()
+        return [scheduler.optimizer.param_groups[0]["lr"] for scheduler in self.schedulers]
+
+    def keep(self, rows: list[int]) -> None:
+        self.schedulers = [self.schedulers[i] for i in rows] if self.schedulers else []
 
 
 class _Members:
@@ -186,22 +310,3 @@ def _validate(net: BatchedMLP, members: _Members, loss: str, num_classes: int) -
     else:  # regression: no accuracy
         correct = torch.zeros_like(members.val_mask)
     return _masked_mean(per_sample, members.val_mask), _masked_mean(correct, members.val_mask)
-
-
-def _track_epoch(track: dict[str, torch.Tensor], val_loss: torch.Tensor, val_acc: torch.Tensor, epoch: int) -> None:
-    """Best values, best epoch and epochs without improvement, for the models that trained this epoch."""
-    active = track["active"]
-    track["epochs_run"] += active
-    improved = active & (val_loss < track["best_loss"])
-    track["best_loss"] = torch.where(improved, val_loss, track["best_loss"])
-    track["best_epoch"] = torch.where(improved, torch.full_like(track["best_epoch"], epoch + 1), track["best_epoch"])
-    track["best_acc"] = torch.where(active, torch.maximum(track["best_acc"], val_acc), track["best_acc"])
-    track["waited"] = torch.where(improved, torch.zeros_like(track["waited"]), track["waited"] + active.long())
-
-
-def _record(final: dict[str, list], track: dict[str, torch.Tensor], index: np.ndarray, rows: np.ndarray) -> None:
-    """Copy the results of stack rows `rows` (a mask) to their original models' places."""
-    for key, values in final.items():
-        picked = track[key][torch.as_tensor(rows, device=track[key].device)]
-        for i, value in zip(index[rows].tolist(), picked.tolist(), strict=True):
-            values[i] = value

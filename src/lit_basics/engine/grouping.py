@@ -1,7 +1,7 @@
 """Which configurations x folds can train as one batched group: the rule tune.py and FNNSearchCV share.
 
-A configuration is a dict of LitFNN-named settings (hidden_sizes, activation, leaky_relu_alpha,
-loss, optimizer, max_epochs, init, batch_size, and the PER_MODEL values). Models in one group must
+A configuration is a dict of LitFNN-named settings (every LitFNN hyperparameter, batch_size and
+max_epochs), classified in engine/hyperparameters.py. Models in one group must
 agree on SHARED; PER_MODEL values may differ model by model. MERGEABLE ones split groups unless
 `merge_groups`: then narrower layers are zero-padded and batch sizes that are multiples of a
 group's smallest share it (see engine/batched_fit.py).
@@ -12,9 +12,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-PER_MODEL = ("lr", "weight_decay", "l1", "dropout", "momentum")
-SHARED = ("depth", "activation", "leaky_relu_alpha", "loss", "optimizer", "max_epochs", "init")
-MERGEABLE = ("hidden_sizes", "batch_size")  # split groups unless merge_groups
+from lit_basics.engine import hyperparameters
+
+PER_MODEL = hyperparameters.names(hyperparameters.PER_MODEL)
+SHARED = ("depth", *hyperparameters.names(hyperparameters.SHARED))  # a padded group still shares its depth
+MERGEABLE = hyperparameters.names(hyperparameters.MERGEABLE)  # split groups unless merge_groups
 
 Member = tuple[int, int]  # (configuration, fold)
 

@@ -1,7 +1,8 @@
 """The feedforward network: any depth, sized by [input_dim, *hidden_sizes, output_dim]."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -9,24 +10,33 @@ from torch import nn
 from lit_basics.errors import ConfigError, check_choice
 from lit_basics.models.activations import make_activation
 
-INITS = ("pytorch", "glorot", "he")
+
+def _glorot(layer: nn.Linear, activation: str) -> None:
+    # scikit-learn's MLP initialisation: the bound's numerator is 2 for sigmoid, 6 otherwise
+    bound = math.sqrt((2.0 if activation == "sigmoid" else 6.0) / (layer.in_features + layer.out_features))
+    nn.init.uniform_(layer.weight, -bound, bound)
+    nn.init.uniform_(layer.bias, -bound, bound)
 
 
-def initialise(layer: nn.Linear, init: str, activation: str) -> None:
-    """Draw a layer's starting weights: torch's default, Glorot (as scikit-learn's MLP) or He.
+def _he(layer: nn.Linear, activation: str) -> None:
+    nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+    nn.init.zeros_(layer.bias)
 
-    pytorch: nn.Linear's own U(+-1/sqrt(fan_in)) for weights and biases.
-    glorot: weights and biases U(+-sqrt(6 / (fan_in + fan_out))), sqrt(2 / ...) for sigmoid:
-        scikit-learn's MLPClassifier initialisation, for like-for-like comparisons with it.
-    he: weights U(+-sqrt(6 / fan_in)) (Kaiming, made for ReLU), biases zero.
-    """
-    if init == "glorot":
-        bound = math.sqrt((2.0 if activation == "sigmoid" else 6.0) / (layer.in_features + layer.out_features))
-        nn.init.uniform_(layer.weight, -bound, bound)
-        nn.init.uniform_(layer.bias, -bound, bound)
-    elif init == "he":
-        nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
-        nn.init.zeros_(layer.bias)
+
+@dataclass(frozen=True)
+class Init:
+    """A way to draw a layer's starting weights; both engines start from an FNN built with it."""
+
+    name: str
+    description: str
+    apply: Callable[[nn.Linear, str], None]  # (layer, activation name), in place
+
+
+INITS: dict[str, Init] = {i.name: i for i in (
+    Init("pytorch", "nn.Linear's own U(+-1/sqrt(fan_in)) for weights and biases", lambda layer, activation: None),
+    Init("glorot", "U(+-sqrt(6 / (fan_in + fan_out))), 2 instead of 6 for sigmoid: scikit-learn's MLP", _glorot),
+    Init("he", "weights U(+-sqrt(6 / fan_in)) (Kaiming, made for ReLU), biases zero", _he),
+)}
 
 
 def validate_architecture(hidden_sizes: Sequence[int], dropout: float, leaky_relu_alpha: float) -> None:
@@ -57,7 +67,7 @@ class FNN(nn.Module):
     ) -> None:
         super().__init__()
         validate_architecture(hidden_sizes, dropout, leaky_relu_alpha)
-        check_choice("init", init, INITS)
+        initialise = INITS[check_choice("init", init, INITS)].apply
         if input_dim <= 0 or output_dim <= 0:
             raise ConfigError(f"input_dim={input_dim} and output_dim={output_dim} must be >= 1")
         sizes = [input_dim, *hidden_sizes]
@@ -70,7 +80,7 @@ class FNN(nn.Module):
         layers.append(nn.Linear(sizes[-1], output_dim))
         for layer in layers:
             if isinstance(layer, nn.Linear):
-                initialise(layer, init, activation)
+                initialise(layer, activation)
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

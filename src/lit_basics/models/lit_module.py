@@ -29,11 +29,14 @@ class LitFNN(L.LightningModule):
         num_classes: 2 -> one logit with a binary loss, > 2 -> one logit per class; ignored for regression.
         task: "classification" or "regression"; linked from the DataModule by the CLI.
         hidden_sizes: width of each hidden layer; its length is the depth.
-        activation: sigmoid, tanh, relu or leaky_relu (slope `leaky_relu_alpha` below zero).
+        activation: a name from models/activations.py: sigmoid, tanh, relu, leaky_relu (slope
+            `leaky_relu_alpha` below zero), gelu.
         dropout: drop probability after each hidden activation, in [0, 1).
         init: starting weights: pytorch (nn.Linear's default), glorot (as scikit-learn's MLP) or he.
         loss: cross_entropy (BCE-with-logits when binary), hinge or mse.
-        optimizer: sgd, momentum (SGD with `momentum`), rmsprop, adam or adamw.
+        optimizer: sgd, momentum (SGD with `momentum`), rmsprop, adam or adamw (models/optimizers.py).
+        optimizer_kwargs: the optimizer's own hyperparameters beyond lr (e.g. adam: beta1, beta2, eps);
+            torch.optim's defaults where not given.
         weight_decay: L2 penalty on weight matrices, applied by the optimizer.
         l1: L1 penalty on weight matrices, added to the loss.
         scheduler: none, step, exponential, cosine or plateau (stepped once per epoch);
@@ -61,6 +64,7 @@ class LitFNN(L.LightningModule):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         l1: float = 0.0,
+        optimizer_kwargs: dict[str, float] | None = None,
         scheduler: str = "none",
         scheduler_kwargs: dict[str, Any] | None = None,
         gradient_clip_val: float = 0.0,
@@ -70,7 +74,7 @@ class LitFNN(L.LightningModule):
         self.automatic_optimization = False
         check_choice("task", task, TASKS)
         validate_architecture(hidden_sizes, dropout, leaky_relu_alpha)
-        validate_optimization(optimizer, lr, momentum, weight_decay, l1)
+        validate_optimization(optimizer, lr, momentum, weight_decay, l1, optimizer_kwargs)
         check_choice("scheduler", scheduler, SCHEDULERS)
         if gradient_clip_val < 0:
             raise ConfigError(f"gradient_clip_val={gradient_clip_val!r} must be >= 0")
@@ -279,7 +283,7 @@ class LitFNN(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        optimizer = make_optimizer(hp.optimizer, self.net, hp.lr, hp.momentum, hp.weight_decay)
+        optimizer = make_optimizer(hp.optimizer, self.net, hp.lr, hp.momentum, hp.weight_decay, hp.optimizer_kwargs)
         max_epochs = self.trainer.max_epochs if self._trainer is not None else None
         scheduler = make_scheduler(hp.scheduler, optimizer, hp.scheduler_kwargs, max_epochs)
         if scheduler is None:

@@ -1,6 +1,17 @@
-"""Optimizers and learning-rate schedulers by name, with L2 applied to weights only."""
+"""Optimizers and learning-rate schedulers: each optimizer declared once, for LitFNN and the batched engine.
+
+An `Optimizer` names its torch class, its own hyperparameters with their defaults (set per run with
+`model.optimizer_kwargs`, or `model.momentum` for momentum), and its batched update: one call that
+advances many models' rows of the batched engine's (models, parameters) tensors with the same
+learning rate and hyperparameters, as torch.optim's update does for one model (the batched engine
+adds L2 and L1 to the gradients first, as LitFNN's parameter groups and loss do, and is tested
+against torch.optim for every entry here). Like scikit-learn's `_stochastic_optimizers.py`, one
+object per optimizer behind one update method.
+"""
 
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -8,13 +19,102 @@ from torch import nn
 
 from lit_basics.errors import ConfigError, check_choice
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "momentum": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-}
+Tensor = torch.Tensor
+
+
+@dataclass
+class UpdateRows:
+    """The rows of the batched engine's tensors that one update call advances (one per model, each (P,)).
+
+    state: the optimizer's buffers by name (`Optimizer.state`), zero before a model's first step.
+    steps: each model's step count as a 0-d tensor, already counting this step.
+    """
+
+    params: list[Tensor]
+    grads: list[Tensor]
+    state: dict[str, list[Tensor]]
+    steps: list[Tensor]
+    lr: float
+    hp: dict[str, float]
+
+
+def _sgd_update(rows: UpdateRows) -> None:
+    momentum = rows.hp.get("momentum", 0.0)
+    buffers = rows.state["momentum"] if momentum > 0 else []  # a zero buffer makes the first step buf = g
+    torch._fused_sgd_(rows.params, rows.grads, buffers, weight_decay=0.0, momentum=momentum if buffers else 0.0,
+                      lr=rows.lr, dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
+
+
+def _adam_update(rows: UpdateRows) -> None:
+    torch._fused_adam_(rows.params, rows.grads, rows.state["exp_avg"], rows.state["exp_avg_sq"], [], rows.steps,
+                       lr=rows.lr, beta1=rows.hp["beta1"], beta2=rows.hp["beta2"], weight_decay=0.0,
+                       eps=rows.hp["eps"], amsgrad=False, maximize=False)
+
+
+def _rmsprop_update(rows: UpdateRows) -> None:
+    # torch.optim.RMSprop's multi-tensor algorithm without its centring and momentum (off by default)
+    alpha, square_avg = rows.hp["alpha"], rows.state["square_avg"]
+    torch._foreach_mul_(square_avg, alpha)
+    torch._foreach_addcmul_(square_avg, rows.grads, rows.grads, value=1.0 - alpha)
+    root = torch._foreach_sqrt(square_avg)
+    torch._foreach_add_(root, rows.hp["eps"])
+    torch._foreach_addcdiv_(rows.params, rows.grads, root, value=-rows.lr)
+
+
+def _adam_kwargs(hp: dict[str, float]) -> dict[str, Any]:
+    return {"betas": (hp["beta1"], hp["beta2"]), "eps": hp["eps"]}
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """One optimizer.
+
+    torch_class: what LitFNN builds; `torch_kwargs(hp)` maps the hyperparameters to its arguments.
+    defaults: the optimizer's own hyperparameters and their defaults (torch.optim's).
+    state: the names of the per-parameter buffers its batched update keeps.
+    batched_update: advances the models in an `UpdateRows` by one step; None if the batched engine lacks it.
+    decoupled_weight_decay: L2 shrinks the weights directly (AdamW) instead of entering the gradient.
+    """
+
+    name: str
+    description: str
+    torch_class: type[torch.optim.Optimizer]
+    defaults: dict[str, float] = field(default_factory=dict)
+    torch_kwargs: Callable[[dict[str, float]], dict[str, Any]] = lambda hp: dict(hp)
+    state: tuple[str, ...] = ()
+    batched_update: Callable[[UpdateRows], None] | None = None
+    decoupled_weight_decay: bool = False
+    fused: bool = False  # torch's fused kernel cuts the per-step Python overhead that dominates small networks
+
+    def hyperparameters(self, momentum: float, kwargs: dict[str, float] | None) -> dict[str, float]:
+        """The defaults updated with `optimizer_kwargs` (and `momentum` where the optimizer has one)."""
+        unknown = sorted(set(kwargs or {}) - set(self.defaults))
+        if unknown:
+            allowed = ", ".join(sorted(self.defaults)) or "none"
+            raise ConfigError(f"optimizer {self.name!r} has no hyperparameter {', '.join(unknown)}; allowed: {allowed}")
+        hp = {**self.defaults, **(kwargs or {})}
+        if "momentum" in hp and not (kwargs and "momentum" in kwargs):
+            hp["momentum"] = momentum
+        bad = [f"{k}={v!r}" for k, v in hp.items() if not isinstance(v, int | float) or isinstance(v, bool) or v < 0]
+        if bad:
+            raise ConfigError(f"optimizer {self.name!r} hyperparameters {', '.join(bad)} must be numbers >= 0")
+        return {k: float(v) for k, v in hp.items()}
+
+
+_EPS = {"eps": 1e-8}
+OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
+    Optimizer("sgd", "plain stochastic gradient descent", torch.optim.SGD, batched_update=_sgd_update),
+    Optimizer("momentum", "SGD with momentum (`model.momentum`)", torch.optim.SGD, {"momentum": 0.9},
+              state=("momentum",), batched_update=_sgd_update),
+    Optimizer("rmsprop", "RMSprop: steps scaled by a running RMS of the gradient", torch.optim.RMSprop,
+              {"alpha": 0.99, **_EPS}, state=("square_avg",), batched_update=_rmsprop_update),
+    Optimizer("adam", "Adam: momentum and RMS scaling with bias correction", torch.optim.Adam,
+              {"beta1": 0.9, "beta2": 0.999, **_EPS}, _adam_kwargs, ("exp_avg", "exp_avg_sq"), _adam_update,
+              fused=True),
+    Optimizer("adamw", "Adam with decoupled weight decay (`model.weight_decay` shrinks the weights)",
+              torch.optim.AdamW, {"beta1": 0.9, "beta2": 0.999, **_EPS}, _adam_kwargs, ("exp_avg", "exp_avg_sq"),
+              _adam_update, decoupled_weight_decay=True, fused=True),
+)}
 
 SCHEDULERS: dict[str, type | None] = {
     "none": None,
@@ -25,9 +125,15 @@ SCHEDULERS: dict[str, type | None] = {
 }
 
 
-def validate_optimization(optimizer: str, lr: float, momentum: float, weight_decay: float, l1: float) -> None:
-    """Raise ConfigError for an unknown optimizer or an out-of-range rate, momentum or penalty."""
-    check_choice("optimizer", optimizer, OPTIMIZERS)
+def get_optimizer(name: str) -> Optimizer:
+    """The declaration of optimizer `name`; an unknown name is a ConfigError listing the known ones."""
+    return OPTIMIZERS[check_choice("optimizer", name, OPTIMIZERS)]
+
+
+def validate_optimization(optimizer: str, lr: float, momentum: float, weight_decay: float, l1: float,
+                          optimizer_kwargs: dict[str, float] | None = None) -> dict[str, float]:
+    """The optimizer's hyperparameters; ConfigError for an unknown optimizer or an out-of-range value."""
+    declaration = get_optimizer(optimizer)
     if not lr > 0:
         raise ConfigError(f"lr={lr!r} must be > 0")
     if not 0.0 <= momentum < 1.0:
@@ -36,6 +142,7 @@ def validate_optimization(optimizer: str, lr: float, momentum: float, weight_dec
         raise ConfigError(f"weight_decay={weight_decay!r} must be >= 0")
     if l1 < 0:
         raise ConfigError(f"l1={l1!r} must be >= 0")
+    return declaration.hyperparameters(momentum, optimizer_kwargs)
 
 
 def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -55,20 +162,15 @@ def _fused_supported(cls: type[torch.optim.Optimizer]) -> bool:
     return "fused" in inspect.signature(cls.__init__).parameters
 
 
-def make_optimizer(
-    name: str, module: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
-) -> torch.optim.Optimizer:
-    """Build optimizer `name`: sgd (no momentum), momentum (SGD with `momentum`), rmsprop, adam, adamw."""
-    validate_optimization(name, lr, momentum, weight_decay, 0.0)
-    cls = OPTIMIZERS[name]
-    groups = parameter_groups(module, weight_decay)
-    kwargs: dict[str, Any] = {"lr": lr}
-    if name == "momentum":
-        kwargs["momentum"] = momentum
-    # Fused kernels cut the per-step Python overhead that dominates small networks (CPU and CUDA).
-    if name in ("adam", "adamw") and _fused_supported(cls):
+def make_optimizer(name: str, module: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                   optimizer_kwargs: dict[str, float] | None = None) -> torch.optim.Optimizer:
+    """Build optimizer `name` over `module`'s parameters (L2 on weight matrices only)."""
+    hp = validate_optimization(name, lr, momentum, weight_decay, 0.0, optimizer_kwargs)
+    declaration = OPTIMIZERS[name]
+    kwargs: dict[str, Any] = {"lr": lr, **declaration.torch_kwargs(hp)}
+    if declaration.fused and _fused_supported(declaration.torch_class):
         kwargs["fused"] = True
-    return cls(groups, **kwargs)
+    return declaration.torch_class(parameter_groups(module, weight_decay), **kwargs)
 
 
 def make_scheduler(

@@ -22,11 +22,13 @@ import torch
 
 from lit_basics.engine.batched import ModelSpec
 from lit_basics.engine.batched_fit import fit_group
-from lit_basics.engine.grouping import PER_MODEL, chunk_groups, group_members
+from lit_basics.engine.grouping import chunk_groups, group_members
+from lit_basics.engine.hyperparameters import SEARCHABLE_SETTINGS, check_batched, model_spec_values
 from lit_basics.engine.parallel import default_workers, run_jobs
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.runs import check_args
 from lit_basics.experiments.search.folds import FoldResult, fold_args
+from lit_basics.experiments.search.space import architecture_overrides
 
 
 class BatchedFolds:
@@ -46,30 +48,33 @@ class BatchedFolds:
                               "use --engine lightning for other precisions")
         self.base = {**dict(model.hparams), "batch_size": datamodule.batch_size,
                      "max_epochs": cli.trainer.max_epochs}
-        x, y = datamodule.arrays
+        y = datamodule.arrays[1]
         self.folds_rows = datamodule.fold_indices(y)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        scaled = []
-        for train, _ in self.folds_rows:  # standardise each fold with its own training rows, once
-            mean, std = datamodule.fit_scaler(x[train])
-            scaled.append(torch.as_tensor((x - mean) / std))
-        self.x = torch.stack(scaled).to(device)  # (folds, rows, features)
+        # Each fold's preprocessing is fitted on its own training rows, once. A CSV's one-hot width can differ
+        # between folds (a category absent from one fold's training rows): a zero column there adds nothing.
+        features = [torch.as_tensor(datamodule.fit_features(train)) for train, _ in self.folds_rows]
+        width = max(f.shape[1] for f in features)
+        self.x = torch.stack([torch.nn.functional.pad(f, (0, width - f.shape[1])) for f in features]).to(device)
         self.y = torch.as_tensor(y).to(device)
         self.num_classes = datamodule.num_classes
 
     def settings(self, params: dict[str, Any]) -> dict[str, Any]:
         """The base hyperparameters with one configuration's searched values."""
         out = dict(self.base)
-        for key, value in params.items():
-            name = key.rsplit(".", 1)[-1]
-            if key in ("depth", "width"):
-                continue
-            if key.startswith("model.") or key in ("data.init_args.batch_size", "trainer.max_epochs"):
-                out[name] = value
+        for key, value in architecture_overrides(params).items():
+            if key.startswith("model."):
+                out[key.removeprefix("model.")] = value
+            elif key in SEARCHABLE_SETTINGS:
+                out[SEARCHABLE_SETTINGS[key][0]] = value
             else:
-                raise ConfigError(f"--engine batched cannot vary {key!r}; use --engine lightning")
-        if "depth" in params or "width" in params:
-            out["hidden_sizes"] = [int(params.get("width", 64))] * int(params.get("depth", 2))
+                allowed = ", ".join(["model.*", *SEARCHABLE_SETTINGS])
+                raise ConfigError(f"--engine batched cannot vary {key!r}; allowed: {allowed}; use --engine lightning")
+        unknown = sorted(set(out) - set(self.base))
+        if unknown:
+            raise ConfigError(f"--engine batched: unknown model hyperparameter {unknown[0]!r}; "
+                              f"allowed: {', '.join(sorted(self.base))}")
+        check_batched(out)
         return out
 
     def fit_many(self, configs: list[dict[str, Any]]) -> list[list[FoldResult]]:
@@ -102,7 +107,7 @@ class BatchedFolds:
                 val_rows=torch.as_tensor(self.folds_rows[f][1]),
                 fold=f,
                 seed=self.seed + f + zlib.crc32(repr(sorted(configs[c].items())).encode()) % 1_000_000,
-                **{k: float(settings[c][k]) for k in PER_MODEL},
+                **model_spec_values(settings[c]),
             )
             for c, f in members
         ]
@@ -111,7 +116,8 @@ class BatchedFolds:
         out = fit_group(self.x, self.y, specs, widths, self.num_classes,
                         activation=first["activation"], alpha=first["leaky_relu_alpha"], loss=first["loss"],
                         optimizer=first["optimizer"], batch_size=[int(settings[c]["batch_size"]) for c, _ in members],
-                        max_epochs=int(first["max_epochs"]), patience=self.patience, init=first["init"])
+                        max_epochs=int(first["max_epochs"]), patience=self.patience, init=first["init"],
+                        scheduler=first["scheduler"], scheduler_kwargs=first["scheduler_kwargs"])
         seconds = (time.perf_counter() - started) / len(members)
         return [FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
                            best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds,

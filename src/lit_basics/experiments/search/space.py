@@ -56,13 +56,15 @@ class SearchSpec:
 
     def run_args(self, params: dict[str, Any]) -> list[str]:
         """CLI arguments (after `fit`) for one configuration of the searched parameters."""
-        overrides = dict(self.common)
-        for key, value in params.items():
-            if key not in ARCHITECTURE:
-                overrides[key] = value
-        if "depth" in params or "width" in params:
-            overrides["model.hidden_sizes"] = [int(params.get("width", 64))] * int(params.get("depth", 2))
-        return ["--config", str(self.base), *override_args(overrides)]
+        return ["--config", str(self.base), *override_args({**self.common, **architecture_overrides(params)})]
+
+
+def architecture_overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """Searched values as CLI keys: `depth` and `width` become model.hidden_sizes = [width] * depth."""
+    out = {key: value for key, value in params.items() if key not in ARCHITECTURE}
+    if "depth" in params or "width" in params:
+        out["model.hidden_sizes"] = [int(params.get("width", 64))] * int(params.get("depth", 2))
+    return out
 
 
 def _dimension(name: str, raw: Any) -> Dimension:

@@ -132,8 +132,9 @@ def make_runner(spec: SearchSpec, engine: str) -> FoldRunner:
     check_choice("engine", engine, ENGINES)
     if engine == "batched":
         runner = BatchedFolds(spec.run_args({}), spec.folds, spec.seed, spec.patience)
-        for dim in spec.space:  # a dimension the engine cannot vary fails here, before any output
-            runner.settings({dim.name: dim.choices[0] if dim.choices else dim.low})
+        for dim in spec.space:  # a value the engine cannot train fails here, before any output
+            for value in dim.choices or [dim.low, dim.high]:
+                runner.settings({dim.name: value})
         return runner
     return LightningFolds(spec.folds, spec.seed, spec.patience)
 

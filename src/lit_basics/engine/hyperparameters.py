@@ -1,0 +1,72 @@
+"""How the batched engine treats each LitFNN hyperparameter: per model, shared by a group, or refused.
+
+Every argument of `LitFNN.__init__` has a row here (a test checks it), so a new hyperparameter is
+classified before any search can use it: never silently ignored by one engine.
+- per model: may differ between the models of one stacked group (a value per row of the stack);
+- shared by a group: models that differ in it train in separate groups;
+- mergeable: shared unless the search merges groups (widths are zero-padded, batch sizes summed);
+- from the data: linked from the DataModule, the same for every model of a search.
+What the engine cannot train (an activation without a derivative from its output, an optimizer
+without a batched update, regression) is refused by `check_batched` before anything is written.
+"""
+
+from typing import Any
+
+from lit_basics.errors import ConfigError
+from lit_basics.models.activations import batched_activation
+from lit_basics.models.optimizers import OPTIMIZERS, get_optimizer
+
+PER_MODEL = "per model"
+SHARED = "shared by a group"
+MERGEABLE = "mergeable"
+FROM_DATA = "from the data"
+
+LITFNN_HYPERPARAMETERS: dict[str, str] = {
+    "input_dim": FROM_DATA,
+    "num_classes": FROM_DATA,
+    "task": FROM_DATA,
+    "hidden_sizes": MERGEABLE,  # the depth is shared; narrower layers are padded when merging
+    "activation": SHARED,
+    "leaky_relu_alpha": SHARED,
+    "dropout": PER_MODEL,
+    "loss": SHARED,
+    "optimizer": SHARED,
+    "lr": PER_MODEL,
+    "momentum": PER_MODEL,
+    "weight_decay": PER_MODEL,
+    "l1": PER_MODEL,
+    "optimizer_kwargs": PER_MODEL,
+    "scheduler": SHARED,
+    "scheduler_kwargs": SHARED,
+    "gradient_clip_val": PER_MODEL,
+    "init": SHARED,
+}
+# the data and trainer settings a search may vary, besides model.*
+SEARCHABLE_SETTINGS = {"data.init_args.batch_size": ("batch_size", MERGEABLE),
+                       "trainer.max_epochs": ("max_epochs", SHARED)}
+
+
+def names(kind: str) -> tuple[str, ...]:
+    """The hyperparameters (and searchable settings) of one kind, e.g. names(PER_MODEL)."""
+    settings = [name for name, k in SEARCHABLE_SETTINGS.values() if k == kind]
+    return (*(name for name, k in LITFNN_HYPERPARAMETERS.items() if k == kind), *settings)
+
+
+def check_batched(settings: dict[str, Any]) -> None:
+    """Refuse, with one line, a configuration the batched engine cannot train as LitFNN would."""
+    if settings["task"] != "classification":
+        raise ConfigError("the batched engine trains classification only; use --engine lightning for regression")
+    batched_activation(settings["activation"])
+    if get_optimizer(settings["optimizer"]).batched_update is None:
+        supported = ", ".join(sorted(n for n, o in OPTIMIZERS.items() if o.batched_update is not None))
+        raise ConfigError(f"the batched engine has no update for optimizer {settings['optimizer']!r}; "
+                          f"batched: {supported}; use --engine lightning")
+    get_optimizer(settings["optimizer"]).hyperparameters(settings["momentum"], settings["optimizer_kwargs"])
+
+
+def model_spec_values(settings: dict[str, Any]) -> dict[str, Any]:
+    """The per-model values of one configuration, as ModelSpec's fields."""
+    return {"lr": float(settings["lr"]), "weight_decay": float(settings["weight_decay"]), "l1": float(settings["l1"]),
+            "dropout": float(settings["dropout"]), "momentum": float(settings["momentum"]),
+            "grad_clip": float(settings["gradient_clip_val"]),
+            "optimizer_kwargs": dict(settings["optimizer_kwargs"] or {})}
