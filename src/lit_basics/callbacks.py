@@ -28,7 +28,9 @@ class PredictionCSVWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
-        table = predictions_table(predictions, getattr(trainer.datamodule, "classes", None))
+        datamodule = trainer.datamodule
+        table = predictions_table(predictions, getattr(datamodule, "classes", None),
+                                  getattr(datamodule, "prediction_rows", None))
         path = Path(self.output_path or Path(trainer.log_dir or ".") / "predictions.csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -38,10 +40,15 @@ class PredictionCSVWriter(BasePredictionWriter):
         print(f"predictions: {len(table)} rows -> {path}")
 
 
-def predictions_table(batches: list[dict[str, torch.Tensor]], classes: np.ndarray | None) -> pd.DataFrame:
-    """Concatenate predict_step outputs; class indices are mapped back to the data set's labels."""
+def predictions_table(batches: list[dict[str, torch.Tensor]], classes: np.ndarray | None,
+                      rows: np.ndarray | None = None) -> pd.DataFrame:
+    """Concatenate predict_step outputs; class indices are mapped back to the data set's labels.
+
+    `rows`: each prediction's row number in the data's own file (a CSV's data rows); 0, 1, ... when None.
+    """
     merged = {key: torch.cat([b[key] for b in batches]).cpu().numpy() for key in batches[0]}
-    columns: dict[str, Any] = {"row": np.arange(len(merged["prediction"]))}
+    count = len(merged["prediction"])
+    columns: dict[str, Any] = {"row": np.arange(count) if rows is None or len(rows) != count else rows}
     for key in ("target", "prediction"):
         if key in merged:
             values = merged[key]

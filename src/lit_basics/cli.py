@@ -99,7 +99,9 @@ class LitBasicsCLI(LightningCLI):
         init_args = getattr(logger, "init_args", None)
         if init_args is not None and "name" in init_args and init_args.name is None:
             data_class = import_class(config.data.class_path)
-            init_args.name = getattr(data_class, "name", data_class.__name__.lower())
+            run_name = getattr(data_class, "run_name", None)  # e.g. a CSV file's stem
+            init_args.name = (run_name(config.data.get("init_args") or {}) if run_name
+                              else getattr(data_class, "name", data_class.__name__.lower()))
         set_torch_threads(config.get("torch_threads") or 0)
         if config.get("ckpt_path") == "last":
             resume_last(config)

@@ -89,6 +89,11 @@ class ArrayDataModule(L.LightningDataModule):
         self.scaler: tuple[np.ndarray, np.ndarray] | None = None
         self.target_scaler: tuple[float, float] | None = None
 
+    @classmethod
+    def run_name(cls, init_args: Any) -> str:
+        """The folder under logs/ for runs of this data set (init_args: the config's data arguments)."""
+        return cls.name
+
     # --- what a subclass provides -------------------------------------------------------------
     def load_arrays(self) -> Arrays:
         """Features (n, d) and labels (n,) of the whole data set."""
@@ -98,17 +103,20 @@ class ArrayDataModule(L.LightningDataModule):
         """Train, val and test arrays; data sets with an official split override this."""
         return self.make_splits(*self.arrays)
 
-    def make_splits(self, x: np.ndarray, y: np.ndarray) -> dict[str, Arrays]:
+    def make_splits(self, x: Any, y: np.ndarray) -> dict[str, Arrays]:
         """Seeded train/val/test split, stratified by class for classification; a fold of it with `folds`."""
+        return {split: (take_rows(x, rows), y[rows]) for split, rows in self.split_rows(y).items()}
+
+    def split_rows(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        """The row indices `make_splits` uses: the train/val/test split, or fold `fold` of its training portion."""
         idx = self.split_indices(y)
-        if self.folds:
-            portion = _portion(idx)
-            folds = self.fold_indices(y, portion)  # also checks k against the smallest class
-            if self.fold == -1:
-                idx = {"train": portion, "val": portion[:0], "test": idx["test"]}
-            else:
-                idx = {"train": folds[self.fold][0], "val": folds[self.fold][1], "test": idx["test"]}
-        return {split: (x[rows], y[rows]) for split, rows in idx.items()}
+        if not self.folds:
+            return idx
+        portion = _portion(idx)
+        folds = self.fold_indices(y, portion)  # also checks k against the smallest class
+        if self.fold == -1:
+            return {"train": portion, "val": portion[:0], "test": idx["test"]}
+        return {"train": folds[self.fold][0], "val": folds[self.fold][1], "test": idx["test"]}
 
     def training_portion(self, y: np.ndarray) -> np.ndarray:
         """The train and val rows together (all but the test rows): what k-fold CV splits."""
@@ -154,15 +162,20 @@ class ArrayDataModule(L.LightningDataModule):
     def arrays(self) -> Arrays:
         """The loaded data set, labels encoded to 0..C-1 for classification."""
         x, y = self.load_arrays()
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 2 or len(x) != len(y):
-            raise ConfigError(f"{self.name}: features must be (rows, features) with one label per row")
-        if not np.isfinite(x).all():
-            raise ConfigError(f"{self.name}: features contain NaN or inf values")
+        x = self.check_features(x, len(y))
         if self.task == "classification":
             self.classes, y = np.unique(y, return_inverse=True)
             return x, y.astype(np.int64)
         return x, np.asarray(y, dtype=np.float32)
+
+    def check_features(self, x: Any, rows: int) -> Any:
+        """The loaded features as float32 (rows, features), refused when NaN, inf or misshapen."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or len(x) != rows:
+            raise ConfigError(f"{self.name}: features must be (rows, features) with one label per row")
+        if not np.isfinite(x).all():
+            raise ConfigError(f"{self.name}: features contain NaN or inf values")
+        return x
 
     @property
     def num_features(self) -> int:
@@ -183,20 +196,33 @@ class ArrayDataModule(L.LightningDataModule):
             mean, std = np.asarray(x_train.mean()), np.asarray(x_train.std())
         return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
 
+    def fit_features(self, train_rows: np.ndarray, x: Any = None) -> np.ndarray:
+        """Fit this data set's preprocessing on `train_rows` of `x` only; return all rows of `x` transformed.
+
+        `x` defaults to the whole data set (`arrays[0]`). Here the preprocessing is the standardisation
+        (per feature or one pair, none with `standardize=False`); CSVDataModule fits its ColumnTransformer.
+        Returns float32 (rows, width); setup() and the batched k-fold search both go through it.
+        """
+        x = self.arrays[0] if x is None else x
+        self.scaler = self.fit_scaler(x[train_rows]) if self.standardize else None
+        if self.scaler is None:
+            return np.asarray(x, dtype=np.float32)
+        return ((x - self.scaler[0]) / self.scaler[1]).astype(np.float32)
+
     def setup(self, stage: str | None = None) -> None:
         if self.tensors:
             return
         splits = self.load_splits()
-        if self.standardize:
-            self.scaler = self.fit_scaler(splits["train"][0])
+        parts = [splits[split][0] for split in SPLITS]
+        bounds = np.cumsum([0, *(len(part) for part in parts)])
+        features = self.fit_features(np.arange(bounds[1]), concat_rows(parts))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if self.standardize and self.task == "regression":
             # Targets in standard units: RMSE is then in units of the training target's std.
             y_train = splits["train"][1]
             self.target_scaler = (float(y_train.mean()), float(y_train.std()) or 1.0)
-        for split, (x, y) in splits.items():
-            if self.scaler is not None:
-                x = (x - self.scaler[0]) / self.scaler[1]
+        for i, split in enumerate(SPLITS):
+            x, y = features[bounds[i] : bounds[i + 1]], splits[split][1]
             if self.target_scaler is not None:
                 y = ((y - self.target_scaler[0]) / self.target_scaler[1]).astype(np.float32)
             self.tensors[split] = (torch.as_tensor(x, device=device), torch.as_tensor(y, device=device))
@@ -242,6 +268,20 @@ class ArrayDataModule(L.LightningDataModule):
             "classes": None if self.classes is None else self.classes.tolist(),
             "target_scaler": self.target_scaler,
         }
+
+
+def take_rows(x: Any, rows: np.ndarray) -> Any:
+    """Rows of an array or (for tables) a DataFrame, by position."""
+    return x.iloc[rows] if hasattr(x, "iloc") else x[rows]
+
+
+def concat_rows(parts: list[Any]) -> Any:
+    """Stack the row blocks of arrays or DataFrames."""
+    if parts and hasattr(parts[0], "iloc"):
+        import pandas as pd
+
+        return pd.concat(parts, ignore_index=True)
+    return np.concatenate(parts)
 
 
 def _portion(idx: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,23 +1,51 @@
-"""A user's own table: numeric feature columns plus one label column in a CSV file."""
+"""A user's own table: any reasonable CSV file, preprocessed by a scikit-learn ColumnTransformer."""
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
-from lit_basics.data.base import ArrayDataModule, Arrays
+from lit_basics.data.base import ArrayDataModule, Arrays, take_rows
+from lit_basics.data.batching import TensorBatchLoader
+from lit_basics.data.csv_columns import (
+    IMPUTE,
+    build_transformer,
+    category_strings,
+    export_state,
+    plan_columns,
+    prepare,
+    rebuild,
+)
+from lit_basics.data.csv_read import read_table
 from lit_basics.errors import ConfigError, check_choice
+
+MANY_FLOAT_LABELS = 20  # a float label with more distinct values than this is a quantity, not classes
 
 
 class CSVDataModule(ArrayDataModule):
-    """Rows of a CSV file; `label_column` is the target, every other (or each named) column a feature.
+    """Rows of a CSV file; `label_column` is the target, the other columns features of any type.
+
+    Numeric columns are imputed (median) and standardised; text, boolean and `categorical_columns`
+    are imputed (most frequent) and one-hot encoded (unseen values at predict time: all zeros);
+    dates become year and day of year; constant, empty and ID-like columns are dropped with a note.
+    All of it is fitted on the training rows only and saved in checkpoints.
 
     Args:
-        path: the CSV file (header row required).
-        label_column: name of the target column.
-        feature_columns: the feature columns to use; all but the label when omitted.
+        path: the CSV file.
+        label_column: name of the target column (rows where it is missing are dropped).
+        feature_columns: the feature columns to use; every other column when omitted.
+        categorical_columns: columns to one-hot encode even when their values are numbers.
+        drop_columns: columns to leave out.
+        impute: missing feature values: median or mean (numeric; most frequent for categories),
+            drop_rows (drop rows with a gap), none (refuse gaps).
+        sep: the delimiter; sniffed when omitted. encoding: the file's text encoding.
+        skiprows: lines before the header. header: false when the file has no header (columns are then 0, 1, ...).
         task: classification (labels of any type, encoded to 0..C-1) or regression (numeric target).
+        predict_path: a CSV file of new rows (no label needed) for `predict`; its data row numbers are kept.
     """
 
     name = "csv"
@@ -27,57 +55,253 @@ class CSVDataModule(ArrayDataModule):
         path: str,
         label_column: str = "label",
         feature_columns: list[str] | None = None,
+        categorical_columns: list[str] | None = None,
+        drop_columns: list[str] | None = None,
+        impute: str = "median",
+        sep: str | None = None,
+        encoding: str = "utf-8-sig",
+        skiprows: int = 0,
+        header: bool = True,
         task: str = "classification",
+        predict_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         check_choice("task", task, ("classification", "regression"))
-        self.path, self.label_column, self.feature_columns, self.task = path, label_column, feature_columns, task
-        _ = self.arrays  # read and validate now, before any run folder exists
+        check_choice("impute", impute, IMPUTE)
+        self.path, self.label_column, self.task, self.impute = path, str(label_column), task, impute
+        self.feature_columns = [str(c) for c in feature_columns] if feature_columns else None
+        self.categorical_columns = [str(c) for c in categorical_columns or []]
+        self.drop_columns = [str(c) for c in drop_columns or []]
+        self.read_options = {"sep": sep, "encoding": encoding, "skiprows": skiprows, "header": header}
+        self.predict_path = predict_path
+        self.notes: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.prediction_rows: np.ndarray | None = None
+        self.transformer: Any = None
+        self.preprocessing: dict[str, Any] | None = None
+        _, y = self.arrays  # read and validate now, before any run folder exists
+        self.width = self.fit_features(self.split_rows(y)["train"]).shape[1]
+        self.predict_table = self.read_predict_table() if predict_path else None
 
-    def read_table(self) -> pd.DataFrame:
-        path = Path(self.path)
-        if not path.is_file():
-            raise ConfigError(f"csv: file {str(path)!r} does not exist")
-        try:
-            table = pd.read_csv(path)
-        except pd.errors.EmptyDataError:
-            raise ConfigError(f"csv: file {str(path)!r} is empty") from None
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise ConfigError(f"csv: file {str(path)!r} is not a readable CSV: {str(err).splitlines()[0]}") from None
+    @classmethod
+    def run_name(cls, init_args: dict[str, Any]) -> str:
+        """Runs of a CSV file go to logs/<file stem>/."""
+        stem = Path(str(init_args.get("path") or cls.name)).stem
+        return re.sub(r"[^\w.-]+", "_", stem).strip("._") or cls.name
+
+    # --- reading ---------------------------------------------------------------------------------
+    def load_arrays(self) -> Arrays:
+        table, _ = read_table(self.path, **self.read_options)
+        self.counts["read"] = len(table)
+        self.check_column_names(list(table.columns))
+        numbers = [c for c in table.columns if _is_number(c)]
+        if self.read_options["header"] and len(numbers) >= 2:
+            self.notes.append(f"the header has numbers as names ({', '.join(numbers)}); "
+                              "if the first line is data, use --data.header false")
+        table["__row"] = np.arange(1, len(table) + 1)
+        missing_label = table[self.label_column].isna()
+        if missing_label.any():
+            self.notes.append(f"dropped {int(missing_label.sum())} rows whose label {self.label_column!r} is missing")
+            table = table[~missing_label].reset_index(drop=True)
         if table.empty:
-            raise ConfigError(f"csv: file {str(path)!r} has a header but no rows")
+            raise ConfigError(f"csv: every row of {self.path!r} lacks the label {self.label_column!r}")
+        self.plan = plan_columns(table.drop(columns="__row"), self.label_column, self.feature_columns,
+                                 self.categorical_columns, self.drop_columns)
+        table = self.handle_gaps(table)
+        self.table = table
+        self.row_numbers = table["__row"].to_numpy()
+        self.counts["kept"] = len(table)
+        return prepare(table, self.plan, list(self.row_numbers)), self.labels(table[self.label_column])
+
+    def check_column_names(self, columns: list[str]) -> None:
+        """The label, listed features, categories and drops must be columns; the label no feature."""
+        listed = ", ".join(columns)
+        if self.label_column not in columns:
+            raise ConfigError(f"csv: label column {self.label_column!r} not found; columns are: {listed}")
+        for option, names in (("feature_columns", self.feature_columns or []),
+                              ("categorical_columns", self.categorical_columns), ("drop_columns", self.drop_columns)):
+            absent = [c for c in names if c not in columns]
+            if absent:
+                raise ConfigError(f"csv: {option} {absent} not found; columns are: {listed}")
+            if self.label_column in names and option != "drop_columns":
+                raise ConfigError(f"csv: the label column {self.label_column!r} is also listed in {option}; "
+                                  "a model must not see its own target")
+        if self.label_column in self.drop_columns:
+            raise ConfigError(f"csv: the label column {self.label_column!r} is listed in drop_columns")
+        both = sorted(set(self.feature_columns or []) & set(self.drop_columns))
+        if both:
+            raise ConfigError(f"csv: columns {both} are listed both in feature_columns and drop_columns")
+
+    def handle_gaps(self, table: pd.DataFrame) -> pd.DataFrame:
+        """impute=none refuses a gap, drop_rows drops its row; median/mean leave them to the imputers."""
+        gaps = table[self.plan.used].isna()
+        if self.impute in ("median", "mean") or not gaps.any().any():
+            return table
+        if self.impute == "none":
+            row, col = np.argwhere(gaps.to_numpy())[0]
+            raise ConfigError(f"csv: feature column {self.plan.used[col]!r} has a missing value in data row "
+                              f"{table['__row'].iloc[row]} and impute='none'; allowed: median, mean, drop_rows")
+        keep = ~gaps.any(axis=1)
+        self.notes.append(f"dropped {int((~keep).sum())} rows with a missing feature value (impute=drop_rows)")
+        if not keep.any():
+            raise ConfigError("csv: every row has a missing feature value; use --data.impute median")
+        return table[keep].reset_index(drop=True)
+
+    def labels(self, values: pd.Series) -> np.ndarray:
+        name = self.label_column
+        if self.task == "regression":
+            if not pd.api.types.is_numeric_dtype(values):
+                raise ConfigError(f"csv: label column {name!r} must be numeric for task 'regression'")
+            if np.isinf(values.to_numpy(dtype=np.float64)).any():
+                raise ConfigError(f"csv: label column {name!r} has an inf value")
+            return values.to_numpy(dtype=np.float64)
+        if pd.api.types.is_float_dtype(values):
+            fractional = not np.all(np.mod(values.to_numpy(), 1) == 0)
+            if fractional and values.nunique() > MANY_FLOAT_LABELS:
+                raise ConfigError(f"csv: label column {name!r} has {values.nunique()} distinct float values, too "
+                                  "many classes; for a numeric target use --data.task regression")
+        labels = category_strings(values) if pd.api.types.is_bool_dtype(values) else values
+        if labels.nunique() < 2:
+            raise ConfigError(f"csv: label column {name!r} has one class; classification needs >= 2")
+        return labels.to_numpy()
+
+    def check_features(self, x: Any, rows: int) -> Any:
+        return x  # a table of prepared columns; the ColumnTransformer makes it numeric
+
+    # --- preprocessing -------------------------------------------------------------------------
+    def fit_features(self, train_rows: np.ndarray, x: Any = None) -> np.ndarray:
+        """Fit the ColumnTransformer on `train_rows` of the prepared table only; all rows transformed."""
+        x = self.arrays[0] if x is None else x
+        if self.preprocessing is None or not self.preprocessing.get("restored"):
+            self.transformer = build_transformer(self.plan, self.impute, self.standardize)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self.transformer.fit(take_rows(x, train_rows))
+            self.preprocessing = export_state(self.transformer, self.plan, self.impute, self.standardize)
+        return self.transform(x)
+
+    def transform(self, x: pd.DataFrame) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # unseen categories: counted in transform_new
+            return np.asarray(self.transformer.transform(x), dtype=np.float32)
+
+    @property
+    def num_features(self) -> int:
+        """Width after preprocessing (fitted on the training split), e.g. one column per category."""
+        return int(self.width)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.preprocessing is not None:
+            state["preprocessing"] = {k: v for k, v in self.preprocessing.items() if k != "restored"}
+        state["label_column"] = self.label_column
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Use the checkpoint's fitted preprocessing; its columns and classes must be this data's."""
+        saved = state.get("preprocessing")
+        if saved is None:
+            raise ConfigError("csv: the checkpoint holds no fitted CSV preprocessing (made for another data set?)")
+        transformer, plan = rebuild(saved)
+        if plan.to_state() != self.plan.to_state() or state.get("label_column") != self.label_column:
+            raise ConfigError(f"csv: the checkpoint was trained with label {state.get('label_column')!r} and "
+                              f"features {plan.used}; this config gives {self.label_column!r} and {self.plan.used}")
+        classes = state.get("classes")
+        if classes is not None and self.classes is not None and [str(c) for c in classes] != [
+                str(c) for c in self.classes]:
+            raise ConfigError(f"csv: the checkpoint's classes {classes} differ from this file's {list(self.classes)}")
+        self.transformer, self.preprocessing = transformer, {**saved, "restored": True}
+        if self.tensors:
+            self.tensors = {}
+            self.setup()
+
+    # --- new rows ------------------------------------------------------------------------------
+    def read_predict_table(self) -> pd.DataFrame:
+        table, _ = read_table(self.predict_path, **self.read_options)
+        absent = [c for c in self.plan.used if c not in table.columns]
+        if absent:
+            raise ConfigError(f"csv: predict file {self.predict_path!r} lacks the feature columns {absent}; "
+                              f"it has: {', '.join(table.columns)}")
         return table
 
-    def load_arrays(self) -> Arrays:
-        table = self.read_table()
-        columns = list(table.columns)
-        if self.label_column not in columns:
-            raise ConfigError(f"csv: label column {self.label_column!r} not found; columns are: {', '.join(columns)}")
-        features = self.feature_columns or [c for c in columns if c != self.label_column]
-        missing = [c for c in features if c not in columns]
-        if missing or not features:
-            listed = ", ".join(columns)
-            raise ConfigError(f"csv: feature columns {missing or features} not found; columns are: {listed}")
-        for column in features:
-            if not pd.api.types.is_numeric_dtype(table[column]):
-                example = table[column][pd.to_numeric(table[column], errors="coerce").isna()].iloc[0]
-                raise ConfigError(f"csv: feature column {column!r} is not numeric (value {example!r})")
-        x = table[features].to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(x)
-        if bad.any():
-            row, col = map(int, np.argwhere(bad)[0])
-            raise ConfigError(
-                f"csv: feature column {features[col]!r} has a NaN or inf value in data row {row + 1}; "
-                "clean or impute the file first"
-            )
-        y = table[self.label_column]
-        if y.isna().any():
-            raise ConfigError(f"csv: label column {self.label_column!r} has missing values")
-        if self.task == "regression":
-            if not pd.api.types.is_numeric_dtype(y):
-                raise ConfigError(f"csv: label column {self.label_column!r} must be numeric for task 'regression'")
-            return x, y.to_numpy(dtype=np.float64)
-        if y.nunique() < 2:
-            raise ConfigError(f"csv: label column {self.label_column!r} has one class; classification needs >= 2")
-        return x, y.to_numpy()
+    def transform_new(self, table: pd.DataFrame) -> np.ndarray:
+        """Raw rows of the same kind (gaps, unseen categories, no label) through the fitted preprocessing."""
+        rows = list(range(1, len(table) + 1))
+        gaps = table[self.plan.used].isna()
+        if self.impute in ("none", "drop_rows") and gaps.any().any():
+            row, col = np.argwhere(gaps.to_numpy())[0]
+            raise ConfigError(f"csv: predict file row {row + 1} has no value for {self.plan.used[col]!r}; the "
+                              f"model was trained with impute={self.impute!r}, which fills no gaps")
+        x = prepare(table, self.plan, rows)
+        categories = self.preprocessing.get("categories", [])
+        for column, known in zip(self.plan.categorical, categories, strict=True):
+            values = x[column].dropna()
+            unseen = values[~values.isin(known)]
+            if len(unseen):
+                print(f"note: {len(unseen)} values of {column!r} in {self.predict_path} were not seen in training "
+                      f"(e.g. {unseen.iloc[0]!r}); they are encoded as no known category")
+        return self.transform(x)
+
+    def predict_dataloader(self) -> TensorBatchLoader:
+        if self.predict_table is None:
+            self.prediction_rows = self.row_numbers[self.split_rows(self.arrays[1])[self.predict_split]]
+            return super().predict_dataloader()
+        x = torch.as_tensor(self.transform_new(self.predict_table))
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.prediction_rows = np.arange(1, len(x) + 1)
+        return TensorBatchLoader((x.to(device),), self.eval_batch_size)
+
+    # --- the summary ---------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        fresh = not self.tensors
+        super().setup(stage)
+        if fresh and stage == "fit" and self.trainer is not None and self.trainer.is_global_zero:
+            text = self.summary()
+            print(text)
+            if self.trainer.loggers and self.trainer.log_dir:
+                folder = Path(self.trainer.log_dir)
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "data_summary.txt").write_text(text + "\n")
+
+    def summary(self) -> str:
+        """What was read, kept, dropped, imputed and encoded, and the classes: printed before training."""
+        sizes = {split: len(rows) for split, rows in self.split_rows(self.arrays[1]).items()}
+        kept, read = self.counts["kept"], self.counts["read"]
+        plan, state = self.plan, self.preprocessing or {}
+        gaps = self.table[plan.used].isna().sum()
+        lines = [f"data: {self.path} (label {self.label_column!r}, {self.task})",
+                 f"rows: {read} read, {read - kept} dropped, {kept} kept; "
+                 f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test",
+                 f"features: {len(plan.used) + len(plan.dropped)} columns, {len(plan.used)} used -> {self.width} "
+                 f"model inputs (fitted on the {sizes['train']} training rows)"]
+        fill = {"median": "median-imputed, ", "mean": "mean-imputed, "}.get(self.impute, "")
+        scaled = "standardised" if self.standardize else "as they are"
+        if plan.numeric:
+            lines.append(f"  numeric ({fill}{scaled}): {_with_gaps(plan.numeric, gaps)}")
+        if plan.dates:
+            lines.append(f"  dates -> year, day of year ({fill}{scaled}): {_with_gaps(plan.dates, gaps)}")
+        if plan.categorical:
+            shown = [f"{c} ({len(cats)} values{f', {gaps[c]} missing' if gaps[c] else ''})"
+                     for c, cats in zip(plan.categorical, state.get("categories", []), strict=True)]
+            most = "most-frequent-imputed, " if fill else ""
+            lines.append(f"  categorical ({most}one-hot): {', '.join(shown)}")
+        if plan.dropped:
+            lines.append(f"  dropped: {'; '.join(f'{c} ({why})' for c, why in plan.dropped.items())}")
+        if self.task == "classification":
+            counts = np.bincount(self.arrays[1])
+            lines.append(f"classes: {', '.join(f'{c} {n}' for c, n in zip(self.classes, counts, strict=True))}")
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def _with_gaps(columns: list[str], gaps: pd.Series) -> str:
+    return ", ".join(f"{c} ({gaps[c]} missing)" if gaps[c] else c for c in columns)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,116 @@
+"""Read a user's CSV file as it comes, refusing what pandas would silently reinterpret.
+
+pandas turns surplus leading fields into an index when a header has fewer names than the rows have
+fields, renames a repeated name to `x.1`, and names a blank one `Unnamed: 2`; each would train on
+other columns than the file shows. The raw records are checked with the csv module first.
+"""
+
+import csv
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from lit_basics.errors import ConfigError
+
+DELIMITERS = ",;\t|"
+SNIFF_CHARS = 64_000
+
+
+def read_text(path: str, encoding: str) -> str:
+    """The whole file as text, with one-line errors for a missing, unreadable or mis-encoded file."""
+    file = Path(path)
+    if file.is_dir():
+        raise ConfigError(f"csv: {path!r} is a directory, not a CSV file")
+    if not file.is_file():
+        raise ConfigError(f"csv: file {path!r} does not exist")
+    try:
+        return file.read_text(encoding=encoding)
+    except LookupError:
+        raise ConfigError(f"csv: unknown encoding {encoding!r}; e.g. utf-8, latin-1, cp1252") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"csv: file {path!r} is not {encoding} text (byte {err.start}); "
+                          "set --data.encoding, e.g. latin-1 or cp1252") from None
+    except OSError as err:
+        raise ConfigError(f"csv: file {path!r} cannot be read: {err.strerror}") from None
+
+
+def sniff_delimiter(text: str) -> str:
+    """csv.Sniffer's guess among , ; tab |; a comma when it cannot tell."""
+    try:
+        return csv.Sniffer().sniff(text[:SNIFF_CHARS], delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", skiprows: int = 0,
+               header: bool = True) -> tuple[pd.DataFrame, list[int]]:
+    """The table (string column names) and each row's data row number in the file (1 = first row after the header).
+
+    Args:
+        sep: the delimiter; sniffed when None.
+        skiprows: lines to skip before the header (or before the first row without a header).
+        header: whether the first (unskipped) line names the columns; without one they are named 0, 1, ...
+    """
+    if skiprows < 0:
+        raise ConfigError(f"skiprows={skiprows} must be >= 0")
+    text = read_text(path, encoding)
+    if not text.strip():
+        raise ConfigError(f"csv: file {path!r} is empty")
+    lines = text.splitlines(keepends=True)
+    body = "".join(lines[skiprows:])
+    delimiter = sep if sep is not None else sniff_delimiter(body)
+    if len(delimiter) != 1:
+        raise ConfigError(f"sep={sep!r} must be one character")
+    records = [(i, r) for i, r in enumerate(csv.reader(io.StringIO(body), delimiter=delimiter)) if r]
+    if not records:
+        raise ConfigError(f"csv: file {path!r} has no lines after skiprows={skiprows}")
+    names = [n.strip() for n in records[0][1]] if header else [str(i) for i in range(len(records[0][1]))]
+    rows = records[1:] if header else records
+    how = f"--data.sep {sep!r}" if sep is not None else f"the sniffed delimiter {delimiter!r}"
+    if len(names) < 2:
+        raise ConfigError(f"csv: file {path!r} splits into one column with {how}; "
+                          "set --data.sep to the file's delimiter (e.g. ';' or '\\t')")
+    check_names(path, names)
+    check_field_counts(path, names, rows, header)
+    if not rows:
+        raise ConfigError(f"csv: file {path!r} has a header but no rows")
+    table = parse(path, body, delimiter, header, names)
+    if len(table) != len(rows):
+        raise ConfigError(f"csv: file {path!r}: pandas read {len(table)} rows where the csv module read "
+                          f"{len(rows)}; check the quoting")
+    return table, list(range(1, len(rows) + 1))
+
+
+def check_names(path: str, names: list[str]) -> None:
+    """Blank or repeated column names are refused (pandas would rename them silently)."""
+    for i, name in enumerate(names):
+        if not name:
+            raise ConfigError(f"csv: header field {i + 1} of {path!r} has no name; name every column "
+                              "(or use --data.header false and refer to columns by number)")
+        if name in names[:i]:
+            raise ConfigError(f"csv: column name {name!r} appears twice in the header of {path!r} "
+                              f"(fields {names.index(name) + 1} and {i + 1}); column names must be unique")
+
+
+def check_field_counts(path: str, names: list[str], rows: list[tuple[int, list[str]]], header: bool) -> None:
+    """Every row must have as many fields as there are names."""
+    for number, (_, fields) in enumerate(rows, start=1):
+        if len(fields) == len(names):
+            continue
+        if header:
+            raise ConfigError(
+                f"csv: the header of {path!r} has {len(names)} names but data row {number} has {len(fields)} "
+                "fields; fix the header, or skip a first line that is not one with --data.skiprows 1 "
+                "(and --data.header false when there is no header)")
+        raise ConfigError(f"csv: row 1 of {path!r} has {len(names)} fields but row {number + 1} has {len(fields)}")
+
+
+def parse(path: str, body: str, delimiter: str, header: bool, names: list[str]) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(io.StringIO(body), sep=delimiter, header=0 if header else None, index_col=False,
+                            skipinitialspace=True)
+    except (pd.errors.ParserError, ValueError) as err:
+        raise ConfigError(f"csv: file {path!r} is not a readable CSV: {str(err).splitlines()[0]}") from None
+    table.columns = names
+    return table
