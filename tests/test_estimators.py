@@ -1,5 +1,7 @@
 """FNNClassifier, FNNRegressor and FNNSearchCV: scikit-learn's own estimator checks, composition, search, bridge."""
 
+import numpy as np
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from lit_basics.estimators import FNNClassifier, FNNRegressor
@@ -11,3 +13,142 @@ TINY = {"hidden_layer_sizes": (16,), "max_iter": 20, "learning_rate_init": 0.02,
 @parametrize_with_checks([FNNClassifier(**TINY), FNNRegressor(**TINY)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+IRIS_FNN = {"hidden_layer_sizes": (8,), "max_iter": 15, "batch_size": 16, "learning_rate_init": 0.02,
+            "random_state": 0, "device": "cpu"}
+
+
+def test_search_fold_scores_equal_gridsearchcv_with_the_same_cv():
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from lit_basics.estimators import FNNSearchCV
+
+    X, y = load_iris(return_X_y=True)
+    pipeline = make_pipeline(StandardScaler(), FNNClassifier(**IRIS_FNN))
+    grid = {"fnnclassifier__hidden_layer_sizes": [(8,), (16, 8)], "fnnclassifier__learning_rate_init": [0.01, 0.05]}
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    ours = FNNSearchCV(pipeline, grid, cv=cv, n_jobs=1).fit(X, y)
+    reference = GridSearchCV(pipeline, grid, cv=cv).fit(X, y)
+    assert set(ours.cv_results_) == set(reference.cv_results_)
+    for k in range(3):
+        np.testing.assert_allclose(ours.cv_results_[f"split{k}_test_score"],
+                                   reference.cv_results_[f"split{k}_test_score"], atol=1e-6)
+    assert ours.best_params_ == reference.best_params_
+    np.testing.assert_array_equal(ours.predict(X), reference.predict(X))
+
+
+def test_search_regressor_in_two_worker_processes_matches_one():
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import KFold
+
+    from lit_basics.estimators import FNNSearchCV
+
+    X, y = load_diabetes(return_X_y=True)
+    X, y = X[:120] * 10, y[:120] / 100
+    grid = {"learning_rate_init": [0.01, 0.03], "alpha": [0.0, 1.0]}
+    searches = [FNNSearchCV(FNNRegressor(**IRIS_FNN), grid, cv=KFold(2), n_jobs=n, refit=False).fit(X, y)
+                for n in (1, 2)]
+    np.testing.assert_allclose(*(s.cv_results_["mean_test_score"] for s in searches), atol=1e-6)
+    assert not hasattr(searches[0], "best_estimator_") and np.isfinite(searches[0].best_score_)
+
+
+def test_search_refuses_a_whole_step_and_an_estimator_that_is_not_an_fnn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from lit_basics.estimators import FNNSearchCV
+
+    X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
+    pipeline = make_pipeline(StandardScaler(), FNNClassifier(**IRIS_FNN))
+    with pytest.raises(ValueError, match="cannot search 'standardscaler'"):
+        FNNSearchCV(pipeline, {"standardscaler": [StandardScaler(), "passthrough"]}, cv=2).fit(X, y)
+    with pytest.raises(ValueError, match="got LogisticRegression"):
+        FNNSearchCV(LogisticRegression(), {"C": [1.0]}, cv=2).fit(X, y)
+
+
+def _table() -> tuple:
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 90
+    colour = rng.choice(["red", "green", "blue"], n)
+    size = rng.normal(size=n)
+    y = np.where((colour == "red") | (size > 1), "yes", "no")
+    return pd.DataFrame({"colour": colour, "size": size, "noise": rng.normal(size=n)}), y
+
+
+def _column_pipeline():
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    prep = make_column_transformer((OneHotEncoder(sparse_output=False), ["colour"]),
+                                   (StandardScaler(), ["size", "noise"]))
+    return Pipeline([("prep", prep), ("fnn", FNNClassifier(**{**IRIS_FNN, "max_iter": 40}))])
+
+
+def test_pipeline_with_column_transformer_composes_with_sklearn_tools():
+    import pickle
+
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+
+    from lit_basics.estimators import FNNSearchCV
+
+    X, y = _table()
+    pipeline = _column_pipeline()
+    scores = cross_val_score(pipeline, X, y, cv=3)
+    assert scores.shape == (3,) and scores.mean() > 0.7
+    grid = {"fnn__hidden_layer_sizes": [(8,), (4,)], "prep__standardscaler__with_mean": [True, False]}
+    ours = FNNSearchCV(pipeline, grid, cv=3).fit(X, y)
+    reference = GridSearchCV(pipeline, grid, cv=3).fit(X, y)
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"], atol=1e-6)
+    fitted = clone(pipeline).fit(X, y)
+    assert list(fitted[-1].classes_) == ["no", "yes"] and fitted[-1].n_features_in_ == 5
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
+    assert clone(fitted).get_params()["fnn__max_iter"] == 40 and not hasattr(clone(fitted)[-1], "coefs_")
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"activation": "gelu"}, "cannot train activation 'gelu'"),
+    ({"activation": "swish"}, "unknown activation 'swish'; allowed:"),
+    ({"solver": "lbfgs"}, "unknown optimizer 'lbfgs'; allowed:"),
+    ({"loss": "hinge"}, None),
+    ({"hidden_layer_sizes": []}, r"hidden_layer_sizes=\[\] must be"),
+    ({"learning_rate_init": 0.0}, "learning_rate_init=0.0 must be > 0"),
+    ({"tol": 1e-4}, "tol=0.0001 is not supported"),
+    ({"device": "tpu"}, "device='tpu' is not a torch device"),
+])
+def test_bad_parameters_fail_with_one_line_naming_them(params, message):
+    X, y = np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 2
+    estimator = FNNClassifier(**{**IRIS_FNN, "max_iter": 2, **params})
+    if message is None:
+        assert estimator.fit(X, y).n_iter_ == 2
+        return
+    with pytest.raises(ValueError, match=message) as error:
+        estimator.fit(X, y)
+    assert "\n" not in str(error.value)
+
+
+def test_alpha_is_l2_larger_alpha_gives_smaller_weights():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    norms = [sum(float((w**2).sum()) for w in FNNClassifier(**{**IRIS_FNN, "alpha": a}).fit(X, y).coefs_)
+             for a in (0.0, 10.0)]
+    assert norms[1] < 0.8 * norms[0]
+
+
+def test_early_stopping_records_validation_scores_and_stops():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    clf = FNNClassifier(**{**IRIS_FNN, "max_iter": 300, "early_stopping": True, "n_iter_no_change": 3}).fit(X, y)
+    assert clf.n_iter_ < 300 and len(clf.validation_scores_) == len(clf.loss_curve_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_) and clf.best_loss_ is None

@@ -17,6 +17,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lit_basics.engine.batched import ModelSpec
+from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.hyperparameters import model_spec_values
 from lit_basics.errors import ConfigError, check_choice
 from lit_basics.models.activations import batched_activation, get_activation
 from lit_basics.models.fnn import INITS, validate_architecture
@@ -43,6 +45,10 @@ def batched_solver(name: str) -> str:
         allowed = ", ".join(sorted(n for n, o in OPTIMIZERS.items() if o.batched_update is not None))
         raise ConfigError(f"the batched engine has no update for solver {name!r}; allowed: {allowed}")
     return name
+
+
+def _numpy(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
 @dataclass
@@ -148,18 +154,18 @@ class FNNEstimator(BaseEstimator):
                     "optimizer": self.solver, "max_epochs": int(self.max_iter), "init": self.init,
                     "batch_size": batch, "lr": float(self.learning_rate_init),
                     "weight_decay": float(self.alpha) / batch,  # MLPClassifier's alpha: loss + alpha/(2 batch) |W|^2
-                    "l1": float(self.l1), "dropout": float(self.dropout), "momentum": float(self.momentum)}
+                    "l1": float(self.l1), "dropout": float(self.dropout), "momentum": float(self.momentum),
+                    "optimizer_kwargs": {}, "gradient_clip_val": 0.0, "scheduler": "none", "scheduler_kwargs": None,
+                    "device": str(resolve_device(self.device))}
         spec = ModelSpec(train_rows=torch.as_tensor(train), val_rows=torch.as_tensor(val), fold=fold, seed=seed,
-                         **{k: settings[k] for k in ("lr", "weight_decay", "l1", "dropout", "momentum")})
+                         **model_spec_values(settings))
         patience = int(self.n_iter_no_change) if self.n_iter_no_change < self.max_iter else None
         return Plan(settings, spec, patience, bool(self.early_stopping))
 
     def _fit_one(self, x: np.ndarray, targets: np.ndarray, labels: np.ndarray) -> "FNNEstimator":
         """Train on (x, targets) with the engine; `labels` are what stratifies the validation split."""
-        from lit_basics.engine.batched_fit import fit_group
-
         plan = self.plan(labels)
-        device = resolve_device(self.device)
+        device = torch.device(plan.settings["device"])
         num_classes = len(self.classes_) if self._task == "classification" else 0
         s = plan.settings
         result = fit_group(torch.as_tensor(x, device=device)[None], torch.as_tensor(targets, device=device),
@@ -171,11 +177,11 @@ class FNNEstimator(BaseEstimator):
         self.set_result(result.layers[0], result.history[0], len(plan.spec.train_rows), val_y)
         return self
 
-    def set_result(self, layers: list[tuple[torch.Tensor, torch.Tensor]], history: list[dict[str, float]],
+    def set_result(self, layers: list[tuple[Any, Any]], history: list[dict[str, float]],
                    n_train: int, val_y: np.ndarray) -> None:
         """The fitted attributes from one engine model: its layers (nn.Linear layout) and its epochs."""
-        self.coefs_ = [w.detach().cpu().numpy().T.copy() for w, _ in layers]  # (fan_in, fan_out), as MLPClassifier
-        self.intercepts_ = [b.detach().cpu().numpy().copy() for _, b in layers]
+        self.coefs_ = [_numpy(w).T.copy() for w, _ in layers]  # (fan_in, fan_out), as MLPClassifier
+        self.intercepts_ = [_numpy(b).copy() for _, b in layers]
         self.n_layers_ = len(layers) + 1
         self.n_outputs_ = self.coefs_[-1].shape[1]
         self.loss_curve_ = [row["train/loss"] for row in history]
