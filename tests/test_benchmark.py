@@ -9,6 +9,8 @@ def test_cv_comparison_runs_both_searches_and_scores_them_alike():
     assert out["cv_speedup_vs_sklearn"] == out["cv_sklearn_s"] / out["cv_ours_s"]
     assert 0.1 < out["cv_best_acc_ours"] <= 1 and 0.1 < out["cv_best_acc_sklearn"] <= 1
     assert out["cv_configurations"] == len(benchmark.GRID) == 24 and out["cv_workers"] >= 1
+    assert out["searchcv_vs_gridsearchcv"] == out["cv_sklearn_s"] / out["searchcv_s"]
+    assert 0.1 < out["searchcv_best_acc"] <= 1
 
 
 def test_batched_speedup_and_the_table_name_each_target():
@@ -17,3 +19,10 @@ def test_batched_speedup_and_the_table_name_each_target():
     text = benchmark.table({**out, "cv_speedup_vs_sklearn": 4.5, "lightning_vs_raw_digits": 1.3})
     assert ">= 4.0  met" in text and "<= 1.2  NOT met" in text
     assert not any(line.startswith("batched_per_model_s ") for line in text.splitlines())  # seconds: JSON only
+
+
+def test_estimator_comparison_times_fnnclassifier_against_mlpclassifier():
+    out = benchmark.estimator_comparison(epochs=1, repeats=1)
+    key = "estimator_vs_mlpclassifier_digits"
+    assert out[key] == out[f"{key}_ours_s"] / out[f"{key}_reference_s"]
+    assert 0.1 < out["estimator_acc_digits"] <= 1 and 0.1 < out["mlpclassifier_acc_digits"] <= 1

@@ -102,18 +102,18 @@ def lightning_fit(datamodule: ArrayDataModule, hidden: list[int], epochs: int, v
     return model
 
 
-def alternate(ours: Callable[[], Any], reference: Callable[[], Any], repeats: int) -> tuple[list[float], list[float]]:
-    """Seconds of each of `repeats` runs of both, alternating, so drift of a shared machine hits both."""
-    times: tuple[list[float], list[float]] = ([], [])
+def alternate(*fns: Callable[[], Any], repeats: int) -> tuple[list[float], ...]:
+    """Seconds of each of `repeats` runs of every fn, alternating, so drift of a shared machine hits all."""
+    times: tuple[list[float], ...] = tuple([] for _ in fns)
     for _ in range(repeats):
-        for fn, runs in zip((ours, reference), times, strict=True):
+        for fn, runs in zip(fns, times, strict=True):
             runs.append(seconds(fn))
     return times
 
 
 def ratio(name: str, ours: Callable[[], Any], reference: Callable[[], Any], repeats: int) -> dict[str, float]:
     ours(), reference()  # warm-up: first-call allocations and lazy imports
-    t_ours, t_ref = (min(runs) for runs in alternate(ours, reference, repeats))
+    t_ours, t_ref = (min(runs) for runs in alternate(ours, reference, repeats=repeats))
     return {f"{name}": t_ours / t_ref, f"{name}_ours_s": t_ours, f"{name}_reference_s": t_ref}
 
 
@@ -123,13 +123,9 @@ def accuracy(model: LitFNN, datamodule: ArrayDataModule) -> float:
         return float((model.eval()(x).argmax(-1) == y).float().mean())
 
 
-def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
-    """Our fit vs MLPClassifier's at equal architecture, batch size, epochs, Adam, lr, init and threads.
-
-    Both start from Glorot weights (scikit-learn's initialisation); no L2, no early stopping.
-    `raw_vs_sklearn_digits` times the plain PyTorch loop against the same fit: the floor that any
-    autograd implementation starts from on this machine.
-    """
+def _digits_mlpclassifier(epochs: int) -> tuple[DigitsDataModule, Any, Callable[[], Any]]:
+    """The digits splits, an MLPClassifier (64-128-128-10, batch 32, Adam, lr 1e-3, no L2, no early
+    stopping) and its fit with as many BLAS threads as torch uses."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -139,16 +135,26 @@ def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
     dm = DigitsDataModule(batch_size=32)
     dm.setup()
     x, y = (t.numpy() for t in dm.tensors["train"])
-    x_test, y_test = (t.numpy() for t in dm.tensors["test"])
     clf = MLPClassifier((128, 128), solver="adam", batch_size=32, learning_rate_init=1e-3, alpha=0.0,
                         max_iter=epochs, tol=0.0, n_iter_no_change=epochs + 1, random_state=0)
 
     def sklearn_fit() -> MLPClassifier:
-        # the same number of BLAS threads as torch uses on our side
         with warnings.catch_warnings(), threadpool_limits(limits=torch.get_num_threads()):
             warnings.simplefilter("ignore", ConvergenceWarning)
             return clf.fit(x, y)
 
+    return dm, clf, sklearn_fit
+
+
+def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
+    """Our fit vs MLPClassifier's at equal architecture, batch size, epochs, Adam, lr, init and threads.
+
+    Both start from Glorot weights (scikit-learn's initialisation); no L2, no early stopping.
+    `raw_vs_sklearn_digits` times the plain PyTorch loop against the same fit: the floor that any
+    autograd implementation starts from on this machine.
+    """
+    dm, clf, sklearn_fit = _digits_mlpclassifier(epochs)
+    x_test, y_test = (t.numpy() for t in dm.tensors["test"])
     holder: dict[str, LitFNN] = {}
 
     def ours() -> None:
@@ -159,6 +165,21 @@ def sklearn_comparison(epochs: int, repeats: int) -> dict[str, float]:
                  sklearn_fit, repeats)
     out["ours_acc_digits"] = accuracy(holder["model"], dm)
     out["sklearn_acc_digits"] = float(clf.score(x_test, y_test))
+    return out
+
+
+def estimator_comparison(epochs: int, repeats: int) -> dict[str, float]:
+    """FNNClassifier.fit (the batched engine, one model) vs MLPClassifier.fit, as sklearn_comparison's pair."""
+    from lit_basics.estimators import FNNClassifier
+
+    dm, clf, sklearn_fit = _digits_mlpclassifier(epochs)
+    x, y = (t.numpy() for t in dm.tensors["train"])
+    x_test, y_test = (t.numpy() for t in dm.tensors["test"])
+    ours = FNNClassifier((128, 128), solver="adam", batch_size=32, learning_rate_init=1e-3, alpha=0.0,
+                         max_iter=epochs, n_iter_no_change=epochs + 1, init="glorot", random_state=0)
+    out = ratio("estimator_vs_mlpclassifier_digits", lambda: ours.fit(x, y), sklearn_fit, repeats)
+    out["estimator_acc_digits"] = float(ours.score(x_test, y_test))
+    out["mlpclassifier_acc_digits"] = float(clf.score(x_test, y_test))
     return out
 
 
@@ -190,7 +211,7 @@ def batched_speedup(models: int, epochs: int, repeats: int = 2) -> dict[str, flo
         for _ in range(sequential):
             lightning_fit(dm, [128, 128], epochs)
 
-    batched_runs, sequential_runs = alternate(batched, one_by_one, repeats)
+    batched_runs, sequential_runs = alternate(batched, one_by_one, repeats=repeats)
     batched_s, sequential_s = min(batched_runs) / models, min(sequential_runs) / sequential
     return {"batched_per_model_speedup": sequential_s / batched_s, "batched_models": models,
             "batched_per_model_s": batched_s, "sequential_per_model_s": sequential_s}
@@ -198,6 +219,9 @@ def batched_speedup(models: int, epochs: int, repeats: int = 2) -> dict[str, flo
 
 def cv_comparison(epochs: int, folds: int = 5, repeats: int = 2) -> dict[str, float]:
     """A 5-fold search over GRID on digits: our batched engine vs GridSearchCV(MLPClassifier, n_jobs=2).
+
+    Ours twice: tune.py's BatchedFolds, and FNNSearchCV over StandardScaler + FNNClassifier (with its
+    refit; `searchcv_vs_gridsearchcv`), alternating with GridSearchCV.
 
     Each side uses the machine's cores: GridSearchCV two worker processes, ours a worker process per
     core. The two alternate, best of `repeats` each, as the other pairs; GridSearchCV's later runs
@@ -213,6 +237,7 @@ def cv_comparison(epochs: int, folds: int = 5, repeats: int = 2) -> dict[str, fl
     from sklearn.preprocessing import StandardScaler
 
     from lit_basics.engine.parallel import default_workers
+    from lit_basics.estimators import FNNClassifier, FNNSearchCV
     from lit_basics.experiments.search.batched_folds import BatchedFolds
 
     runner = BatchedFolds([f"--config={REPO / 'configs/digits.yaml'}", f"--trainer.max_epochs={epochs}",
@@ -231,9 +256,16 @@ def cv_comparison(epochs: int, folds: int = 5, repeats: int = 2) -> dict[str, fl
             warnings.simplefilter("ignore", ConvergenceWarning)
             search.fit(x[portion], y[portion])
 
+    fnn_grid = {k.replace("mlpclassifier__", "fnnclassifier__"): v for k, v in grid.items()}
+    fnn = FNNClassifier(solver="adam", max_iter=epochs, alpha=0.0, n_iter_no_change=epochs + 1, init="glorot",
+                        random_state=0)
+    fnn_search = FNNSearchCV(make_pipeline(StandardScaler(), fnn), fnn_grid, cv=search.cv, refit=True)
     fits: list = []
-    ours_runs, sklearn_runs = alternate(lambda: fits.append(runner.fit_many(GRID)), sklearn_search, repeats)
+    ours_runs, searchcv_runs, sklearn_runs = alternate(lambda: fits.append(runner.fit_many(GRID)),
+                                                       lambda: fnn_search.fit(x[portion], y[portion]),
+                                                       sklearn_search, repeats=repeats)
     ours_s, sklearn_s, results = min(ours_runs), min(sklearn_runs), fits[0]
+    searchcv_s = min(searchcv_runs)
     sklearn_first_s = sklearn_runs[0]  # its first run also starts joblib's worker pool
     # scored as GridSearchCV scores: the accuracy after the last epoch (not the best epoch's), mean over folds
     ours_best = max(sum(r.history[-1]["val/acc"] for r in folds_) / folds for folds_ in results)
@@ -241,7 +273,9 @@ def cv_comparison(epochs: int, folds: int = 5, repeats: int = 2) -> dict[str, fl
             "cv_speedup_vs_sklearn_first_run": sklearn_first_s / ours_s, "cv_sklearn_first_run_s": sklearn_first_s,
             "cv_best_acc_ours": ours_best, "cv_best_acc_sklearn": float(search.best_score_),
             "cv_configurations": len(GRID), "cv_folds": folds, "cv_epochs": epochs,
-            "cv_workers": runner.workers or default_workers(), "cv_repeats": repeats}
+            "cv_workers": runner.workers or default_workers(), "cv_repeats": repeats,
+            "searchcv_vs_gridsearchcv": sklearn_s / searchcv_s, "searchcv_s": searchcv_s,
+            "searchcv_best_acc": float(fnn_search.best_score_)}
 
 
 def command_seconds(args: list[str], repeats: int) -> float:
@@ -290,6 +324,7 @@ def run(repeats: int = 3, threads: int = 1, quick: bool = False) -> dict[str, An
     results |= ratio("lightning_vs_raw_mnist", lambda: lightning_fit(mnist, [256, 128], mnist_epochs),
                      lambda: plain_loop(mnist, [256, 128], mnist_epochs), repeats)
     results |= sklearn_comparison(epochs, repeats)
+    results |= estimator_comparison(epochs, repeats)
     results |= startup(1 if quick else repeats)
     results["peak_rss_mb_digits_fit"] = peak_rss_mb(epochs)
     results |= batched_speedup(4 if quick else 24, epochs, repeats=1 if quick else 2)
@@ -307,6 +342,8 @@ TARGETS = {
     "help_vs_import_lightning": ("<=", 1.5),
     "batched_per_model_speedup": (">=", 4.0),
     "cv_speedup_vs_sklearn": (">=", 4.0),
+    "estimator_vs_mlpclassifier_digits": ("<=", 0.6),
+    "searchcv_vs_gridsearchcv": (">=", 4.0),
 }
 
 
