@@ -152,3 +152,19 @@ def test_early_stopping_records_validation_scores_and_stops():
     clf = FNNClassifier(**{**IRIS_FNN, "max_iter": 300, "early_stopping": True, "n_iter_no_change": 3}).fit(X, y)
     assert clf.n_iter_ < 300 and len(clf.validation_scores_) == len(clf.loss_curve_) == clf.n_iter_
     assert clf.best_validation_score_ == max(clf.validation_scores_) and clf.best_loss_ is None
+
+
+def test_to_config_trains_the_same_network_with_train_py(workdir):
+    from pathlib import Path
+
+    import yaml
+
+    from tests.conftest import config, run_cli
+
+    clf = FNNClassifier((16, 8), batch_size=16, alpha=0.32, max_iter=2, solver="momentum", random_state=3)
+    (workdir / "fnn.yaml").write_text(yaml.safe_dump(clf.to_config()))
+    metrics = run_cli("fit", "--config", config("iris"), "--config", "fnn.yaml")
+    saved = yaml.safe_load((Path(metrics["log_dir"]) / "config.yaml").read_text())
+    assert saved["model"]["hidden_sizes"] == [16, 8] and saved["model"]["optimizer"] == "momentum"
+    assert saved["model"]["weight_decay"] == 0.02 and saved["data"]["init_args"]["batch_size"] == 16
+    assert saved["trainer"]["max_epochs"] == 2 and saved["seed_everything"] == 3

@@ -217,6 +217,27 @@ class FNNEstimator(BaseEstimator):
                 h = act(h)
         return h
 
+    def to_config(self) -> dict[str, Any]:
+        """The train.py config of this network and its training, to compose after a data config.
+
+        `python scripts/train.py fit --config configs/digits.yaml --config fnn.yaml` then trains the
+        same network with LitFNN (TensorBoard, checkpoints). batch_size "auto" becomes 200 (its value
+        for more than 200 rows); train.py validates on the data config's own validation split and
+        stops with the trainer config's early stopping, not with early_stopping / n_iter_no_change.
+        """
+        self._check_params(0 if self._task == "regression" else 2)
+        batch = 200 if self.batch_size == "auto" else int(self.batch_size)
+        model = {"hidden_sizes": self._hidden(), "activation": self.activation,
+                 "leaky_relu_alpha": float(self.leaky_relu_alpha), "dropout": float(self.dropout),
+                 "loss": self._loss_name(), "optimizer": self.solver, "lr": float(self.learning_rate_init),
+                 "momentum": float(self.momentum), "weight_decay": float(self.alpha) / batch, "l1": float(self.l1),
+                 "init": self.init}
+        config = {"model": model, "data": {"init_args": {"batch_size": batch}},
+                  "trainer": {"max_epochs": int(self.max_iter)}}
+        if isinstance(self.random_state, int | np.integer):
+            config["seed_everything"] = int(self.random_state)
+        return config
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
