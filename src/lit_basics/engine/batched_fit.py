@@ -243,6 +243,14 @@ class _GroupFit:
                            self.history, self.layers)
 
 
+def _scheduler(name: str, kwargs: dict[str, Any] | None, max_epochs: int, lr: float) -> Any:
+    """Scheduler `name` on a one-parameter optimizer that only carries a learning rate for it to change."""
+    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    scheduler = make_scheduler(name, stand_in, kwargs, max_epochs)
+    stand_in.step()  # no gradient, no change: the optimizer counts as stepped before its scheduler steps
+    return scheduler
+
+
 class _Schedules:
     """Each model's learning rate through the epochs, from torch's own scheduler on a stand-in optimizer.
 
@@ -253,8 +261,7 @@ class _Schedules:
     def __init__(self, name: str, kwargs: dict[str, Any] | None, max_epochs: int, lrs: list[float]) -> None:
         self.plateau = name == "plateau"
         self.schedulers = [] if SCHEDULERS[check_choice("scheduler", name, SCHEDULERS)] is None else [
-            make_scheduler(name, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr), kwargs, max_epochs)
-            for lr in lrs]
+            _scheduler(name, kwargs, max_epochs, lr) for lr in lrs]
 
     def step(self, val_losses: list[float], active: list[bool]) -> list[float] | None:
         """The learning rates after this epoch, or None without a scheduler."""

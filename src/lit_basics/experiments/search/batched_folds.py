@@ -14,7 +14,6 @@ On a CPU the groups run in parallel worker processes, one per core (engine/paral
 
 import math
 import time
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ from lit_basics.engine.hyperparameters import SEARCHABLE_SETTINGS, check_batched
 from lit_basics.engine.parallel import default_workers, run_jobs
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.runs import check_args
-from lit_basics.experiments.search.folds import FoldResult, fold_args
+from lit_basics.experiments.search.folds import FoldResult, fold_args, fold_seed
 from lit_basics.experiments.search.space import architecture_overrides
 
 
@@ -85,7 +84,7 @@ class BatchedFolds:
         chunks = chunk_groups(groups, workers, self.max_models)
         results: list[list[FoldResult | None]] = [[None] * self.folds for _ in configs]
         costs = [self._cost(chunk, settings) for chunk in chunks]
-        for i, fold_results in run_jobs(lambda i: self._fit_chunk(chunks[i], settings, configs), costs, workers):
+        for i, fold_results in run_jobs(lambda i: self._fit_chunk(chunks[i], settings), costs, workers):
             for (c, f), result in zip(chunks[i], fold_results, strict=True):
                 results[c][f] = result
         return results  # type: ignore[return-value]
@@ -99,14 +98,14 @@ class BatchedFolds:
         steps = math.ceil(rows / min(int(settings[c]["batch_size"]) for c, _ in members))
         return int(s["max_epochs"]) * (steps * 5e-4 + 3 * macs * rows * len(members) / 5e10)
 
-    def _fit_chunk(self, members, settings, configs) -> list[FoldResult]:
+    def _fit_chunk(self, members, settings) -> list[FoldResult]:
         first = settings[members[0][0]]
         specs = [
             ModelSpec(
                 train_rows=torch.as_tensor(self.folds_rows[f][0]),
                 val_rows=torch.as_tensor(self.folds_rows[f][1]),
                 fold=f,
-                seed=self.seed + f + zlib.crc32(repr(sorted(configs[c].items())).encode()) % 1_000_000,
+                seed=fold_seed(self.seed, f),
                 **model_spec_values(settings[c]),
             )
             for c, f in members

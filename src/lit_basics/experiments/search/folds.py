@@ -34,6 +34,13 @@ class FoldRunner(Protocol):
                   params: dict | None = None) -> list[FoldResult]: ...
 
 
+def fold_seed(seed: int, fold: int) -> int:
+    """The seed of fold `fold` in a search seeded `seed`, the same in both engines: it draws the fold
+    model's initial weights (torch's global seed before the network is built) and its batch order
+    (the data's shuffle seed); the batched engine also seeds its dropout masks with it."""
+    return seed + fold
+
+
 def fold_args(folds: int, fold: int, seed: int, patience: int) -> list[str]:
     """Arguments that turn a training config into fold `fold` of a quiet, checkpoint-free search fit."""
     early_stopping = (
@@ -63,10 +70,11 @@ class LightningFolds:
         with quiet_lightning():
             cli = LitBasicsCLI(args=[*args, *fold_args(self.folds, 0, self.seed, self.patience)], run=False)
             for fold in range(self.folds):
-                if fold > 0:
-                    cli.config.data.init_args.fold = fold
-                    cli.instantiate_classes()
-                L.seed_everything(self.seed + fold, verbose=False)
+                seed = fold_seed(self.seed, fold)
+                cli.config.data.init_args.fold = fold
+                cli.config.data.init_args.shuffle_seed = seed
+                L.seed_everything(seed, verbose=False)
+                cli.instantiate_classes()  # after seeding: the fold's initial weights come from its seed
                 started = time.perf_counter()
                 cli.trainer.fit(cli.model, cli.datamodule)
                 result = fold_result(fold, cli.model, time.perf_counter() - started)

@@ -1,0 +1,226 @@
+"""Both engines against one declaration per component: LitFNN and the batched engine train the same model.
+
+Every test here is parametrized over the registries (models/activations.py, losses.py, optimizers.py),
+so a new entry is tested in both engines, or refused by the batched engine with its documented error.
+"""
+
+import inspect
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lit_basics.data.batching import epoch_permutation
+from lit_basics.engine import hyperparameters
+from lit_basics.engine.batched import BatchedMLP, ModelSpec
+from lit_basics.engine.batched_fit import fit_group
+from lit_basics.errors import ConfigError
+from lit_basics.models import LitFNN
+from lit_basics.models.activations import ACTIVATIONS, batched_activation
+from lit_basics.models.losses import LOSSES
+from lit_basics.models.optimizers import OPTIMIZERS, SCHEDULERS
+
+BATCHED_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if a.batched)
+LITFNN_ONLY_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if not a.batched)
+BATCHED_OPTIMIZERS = sorted(n for n, o in OPTIMIZERS.items() if o.batched_update is not None)
+CLASSIFICATION_LOSSES = sorted(n for n, loss in LOSSES.items() if "classification" in loss.tasks)
+
+
+class RecordedDropout(nn.Module):
+    """nn.Dropout with its keep masks taken from a recording: x * keep / (1 - p) in training, x otherwise."""
+
+    def __init__(self, p: float, masks: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.p, self.masks = p, masks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        keep = self.masks.pop(0)[0, : x.shape[0], : x.shape[1]]
+        return x * keep / (1 - self.p)
+
+
+def test_recorded_dropout_is_what_nn_dropout_computes():
+    x = torch.rand(50, 30) + 0.5
+    dropped = nn.Dropout(0.3).train()(x)
+    keep = (dropped != 0).float()[None]
+    torch.testing.assert_close(RecordedDropout(0.3, [keep])(x), dropped)
+
+
+def data(classes: int, rows: int = 48, features: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(classes)
+    x = torch.randn(rows, features, generator=generator)
+    y = (x[:, 0] + x[:, 1] > 0).long() if classes == 2 else torch.randint(0, classes, (rows,), generator=generator)
+    return x, y
+
+
+def litfnn_history(settings: dict, x: torch.Tensor, y: torch.Tensor, spec: ModelSpec, epochs: int, batch: int,
+                   masks: list[torch.Tensor]) -> tuple[list[float], LitFNN]:
+    """LitFNN's own steps (its optimizer, loss, L1, clipping) over the batched engine's batch order."""
+    torch.manual_seed(spec.seed)
+    model = LitFNN(input_dim=x.shape[1], **settings)
+    layers = model.net.net
+    for i, module in enumerate(layers):
+        if isinstance(module, nn.Dropout):
+            layers[i] = RecordedDropout(module.p, masks)
+    configured = model.configure_optimizers()
+    optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+    scheduler = configured["lr_scheduler"]["scheduler"] if isinstance(configured, dict) else None
+    model._direct_steps = True
+    train_rows, val_rows = spec.train_rows, spec.val_rows
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        order = train_rows[epoch_permutation(len(train_rows), spec.seed, epoch)]
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            model._optimizer_step(optimizer, x[rows], y[rows])
+        model.eval()
+        with torch.no_grad():
+            val_loss = float(model.loss_fn(model(x[val_rows]), y[val_rows]))
+        history.append(val_loss)
+        if scheduler is not None:
+            scheduler.step(val_loss) if settings["scheduler"] == "plateau" else scheduler.step()
+    return history, model
+
+
+def batched_history(settings: dict, x, y, spec: ModelSpec, epochs: int, batch: int, monkeypatch,
+                    masks: list[torch.Tensor]):
+    original = BatchedMLP.dropout_scale
+
+    def recording(self, shape, generator):
+        scale = original(self, shape, generator)
+        masks.append((scale != 0).float())
+        return scale
+
+    monkeypatch.setattr(BatchedMLP, "dropout_scale", recording)
+    result = fit_group(x[None], y, [spec], settings["hidden_sizes"], settings["num_classes"],
+                       activation=settings["activation"], alpha=settings["leaky_relu_alpha"], loss=settings["loss"],
+                       optimizer=settings["optimizer"], batch_size=batch, max_epochs=epochs,
+                       scheduler=settings["scheduler"], scheduler_kwargs=settings["scheduler_kwargs"])
+    return [row["val/loss"] for row in result.history[0]], result.layers[0]
+
+
+def assert_engines_agree(monkeypatch, classes: int, settings: dict, epochs: int = 4, batch: int = 8) -> None:
+    x, y = data(classes)
+    rows = torch.arange(len(y))
+    settings = {"num_classes": classes, "hidden_sizes": [7, 5], "leaky_relu_alpha": 0.2, "dropout": 0.0,
+                "momentum": 0.9, "weight_decay": 0.0, "l1": 0.0, "gradient_clip_val": 0.0, "optimizer_kwargs": None,
+                "scheduler": "none", "scheduler_kwargs": None, **settings}
+    spec = ModelSpec(train_rows=rows[:36], val_rows=rows[36:], seed=3,
+                     **hyperparameters.model_spec_values(settings))
+    masks: list[torch.Tensor] = []
+    batched, layers = batched_history(settings, x, y, spec, epochs, batch, monkeypatch, masks)
+    reference, model = litfnn_history(settings, x, y, spec, epochs, batch, masks)
+    assert not masks  # every recorded mask was used once, in the same order
+    assert batched == pytest.approx(reference, abs=2e-5)
+    linears = [m for m in model.net.net if isinstance(m, nn.Linear)]
+    for layer, (w, b) in zip(linears, layers, strict=True):
+        torch.testing.assert_close(w, layer.weight.detach(), atol=5e-5, rtol=1e-4)
+        torch.testing.assert_close(b, layer.bias.detach(), atol=5e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", BATCHED_OPTIMIZERS)
+@pytest.mark.parametrize("loss", CLASSIFICATION_LOSSES)
+@pytest.mark.parametrize("activation", BATCHED_ACTIVATIONS)
+def test_one_batched_model_trains_as_litfnn(monkeypatch, activation, loss, optimizer):
+    """Same initial weights and batch order, injected dropout masks; L2, L1, clipping and a leaky slope on."""
+    settings = {"activation": activation, "loss": loss, "optimizer": optimizer, "lr": 0.02, "dropout": 0.25,
+                "weight_decay": 0.05, "l1": 0.002, "gradient_clip_val": 0.5}
+    assert_engines_agree(monkeypatch, 3, settings)
+
+
+@pytest.mark.parametrize("loss", CLASSIFICATION_LOSSES)
+def test_binary_heads_agree(monkeypatch, loss):
+    assert_engines_agree(monkeypatch, 2, {"activation": "leaky_relu", "loss": loss, "optimizer": "adam", "lr": 0.02,
+                                          "dropout": 0.25, "l1": 0.002})
+
+
+@pytest.mark.parametrize("scheduler", sorted(set(SCHEDULERS) - {"none"}))
+def test_learning_rate_schedules_agree(monkeypatch, scheduler):
+    kwargs = {"step": {"step_size": 2, "gamma": 0.3}, "plateau": {"patience": 0, "factor": 0.2},
+              "cosine": {"T_max": 6}}.get(scheduler)  # a Trainer gives cosine its max_epochs; there is none here
+    assert_engines_agree(monkeypatch, 3, {"activation": "tanh", "loss": "cross_entropy", "optimizer": "momentum",
+                                          "lr": 0.3, "scheduler": scheduler, "scheduler_kwargs": kwargs}, epochs=6)
+
+
+@pytest.mark.parametrize("optimizer", sorted(n for n, o in OPTIMIZERS.items() if o.defaults))
+def test_optimizer_hyperparameters_agree(monkeypatch, optimizer):
+    declaration = OPTIMIZERS[optimizer]
+    changed = {key: value * 0.5 for key, value in declaration.defaults.items()}  # each away from its default
+    assert_engines_agree(monkeypatch, 3, {"activation": "relu", "loss": "cross_entropy", "optimizer": optimizer,
+                                          "lr": 0.02, "optimizer_kwargs": changed})
+
+
+def test_the_leaky_slope_changes_the_network():
+    x = -torch.rand(4, 3)
+    torch.manual_seed(0)
+    a = LitFNN(input_dim=3, hidden_sizes=[4], activation="leaky_relu", leaky_relu_alpha=0.3)
+    torch.manual_seed(0)
+    b = LitFNN(input_dim=3, hidden_sizes=[4], activation="leaky_relu", leaky_relu_alpha=0.01)
+    linear = a.net.net[0]
+    torch.testing.assert_close(a.net.net[1](linear(x)), nn.functional.leaky_relu(linear(x), 0.3))
+    assert not torch.allclose(a(x), b(x))
+
+
+def test_every_litfnn_hyperparameter_is_classified_for_the_batched_engine():
+    arguments = set(inspect.signature(LitFNN.__init__).parameters) - {"self"}
+    assert arguments == set(hyperparameters.LITFNN_HYPERPARAMETERS)
+
+
+@pytest.mark.parametrize("activation", LITFNN_ONLY_ACTIVATIONS)
+def test_activations_without_a_batched_form_are_refused_by_the_batched_engine(activation):
+    with pytest.raises(ConfigError, match=f"the batched engine cannot train activation '{activation}'"):
+        batched_activation(activation)
+    with pytest.raises(ConfigError, match=f"cannot train activation '{activation}'"):
+        BatchedMLP.from_modules([LitFNN(input_dim=3, activation=activation).net], activation)
+
+
+@pytest.mark.parametrize("activation", LITFNN_ONLY_ACTIVATIONS)
+def test_litfnn_trains_the_activations_the_batched_engine_lacks(activation):
+    L.seed_everything(0)
+    x, y = data(2)
+    model = LitFNN(input_dim=x.shape[1], activation=activation, lr=0.05)
+    optimizer = model.configure_optimizers()
+    model._direct_steps = True
+    losses = [float(model._optimizer_step(optimizer, x, y)) for _ in range(30)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_no_model_stepping_in_a_step_is_not_a_crash():
+    """Mixed batch sizes with L2 and L1 after the small-batch model stopped: steps where nobody steps."""
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 90, 4), torch.randint(0, 3, (90,))
+    rows = torch.arange(90)
+    specs = [ModelSpec(train_rows=rows[:64], val_rows=rows[64:], lr=lr, weight_decay=0.01, l1=0.001, seed=s)
+             for s, lr in ((0, 5.0), (1, 1e-3))]  # the first diverges and stops at once
+    result = fit_group(x, y, specs, [6], 3, batch_size=[8, 32], max_epochs=6, patience=1)
+    assert result.epochs[0] < result.epochs[1] == 6
+
+
+def test_a_fold_scores_its_best_epoch_not_its_last():
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 120, 4), torch.randint(0, 3, (120,))  # noise: validation accuracy wanders
+    rows = torch.arange(120)
+    result = fit_group(x, y, [ModelSpec(train_rows=rows[:90], val_rows=rows[90:], lr=0.05, seed=1)], [32], 3,
+                       batch_size=8, max_epochs=30)
+    accuracies = [row["val/acc"] for row in result.history[0]]
+    losses = [row["val/loss"] for row in result.history[0]]
+    assert max(accuracies) > accuracies[-1] and min(losses) < losses[-1]  # best and last differ here
+    assert result.best_val_acc[0] == pytest.approx(max(accuracies))
+    assert result.best_val_loss[0] == pytest.approx(min(losses))
+    assert result.best_epoch[0] == int(np.argmin(losses)) + 1
+
+
+def test_keep_best_returns_the_parameters_of_the_best_epoch():
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 120, 4), torch.randint(0, 3, (120,))
+    rows = torch.arange(120)
+    spec = ModelSpec(train_rows=rows[:90], val_rows=rows[90:], lr=0.05, seed=1)
+    best = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=30, keep_best=True)
+    again = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=best.best_epoch[0])
+    last = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=30)
+    for (w, b), (w2, b2), (w3, _) in zip(best.layers[0], again.layers[0], last.layers[0], strict=True):
+        assert torch.equal(w, w2) and torch.equal(b, b2) and not torch.equal(w, w3)
