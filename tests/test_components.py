@@ -224,3 +224,28 @@ def test_keep_best_returns_the_parameters_of_the_best_epoch():
     last = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=30)
     for (w, b), (w2, b2), (w3, _) in zip(best.layers[0], again.layers[0], last.layers[0], strict=True):
         assert torch.equal(w, w2) and torch.equal(b, b2) and not torch.equal(w, w3)
+
+
+@pytest.mark.parametrize("params", [
+    {"model.optimizer": "adamw", "model.weight_decay": 0.1, "model.activation": "leaky_relu",
+     "model.leaky_relu_alpha": 0.3, "model.l1": 0.001},
+    {"model.optimizer": "rmsprop", "model.scheduler": "plateau", "model.gradient_clip_val": 0.5,
+     "model.loss": "hinge", "model.activation": "sigmoid"},
+])
+def test_both_search_engines_score_every_fold_alike(params):
+    """tune.py's two fold runners, through the real configs: same fold seeds, data, order and semantics."""
+    from lit_basics.experiments.search.batched_folds import BatchedFolds
+    from lit_basics.experiments.search.folds import LightningFolds
+    from lit_basics.experiments.search.space import SearchSpec
+
+    from .conftest import config
+
+    spec = SearchSpec(name="agree", base=config("iris"), space=[], folds=3, seed=5,
+                      common={"trainer.max_epochs": 4, "model.hidden_sizes": [8], "model.lr": 0.01})
+    args = spec.run_args(params)
+    batched = BatchedFolds(spec.run_args({}), 3, seed=5, patience=10, workers=1).fit_folds(args, lambda r: None, params)
+    lightning = LightningFolds(3, seed=5, patience=10).fit_folds(args, lambda r: None, params)
+    for a, b in zip(batched, lightning, strict=True):
+        assert [row["val/loss"] for row in a.history] == pytest.approx([row["val/loss"] for row in b.history],
+                                                                        abs=1e-4)
+        assert a.score == pytest.approx(b.score)

@@ -49,9 +49,9 @@ def test_splits_are_disjoint_stratified_and_cover_all_rows(cls):
     rows = np.concatenate(list(idx.values()))
     assert len(rows) == len(set(rows)) == len(y)
     overall = np.bincount(y) / len(y)
-    for split in ("train", "val", "test"):
-        share = np.bincount(y[idx[split]], minlength=len(overall)) / len(idx[split])
-        assert np.abs(share - overall).max() < 0.05, split
+    for split in ("train", "val", "test"):  # stratified: every class within one row of its share
+        counts = np.bincount(y[idx[split]], minlength=len(overall))
+        assert np.abs(counts - overall * len(idx[split])).max() <= 1, split
 
 
 def test_scaler_is_fitted_on_training_rows_only():
@@ -197,3 +197,19 @@ def test_pandas_roundtrip_of_classes(tmp_path):
     frame.to_csv(path, index=False)
     dm = CSVDataModule(path=str(path))
     assert dm.num_classes == 2 and dm.arrays[1].tolist()[:3] == [0, 1, 1]
+
+
+
+def test_the_batched_search_standardises_each_fold_with_its_training_rows_only():
+    from lit_basics.data import WineDataModule
+    from lit_basics.experiments.search.batched_folds import BatchedFolds
+
+    from .conftest import config
+
+    runner = BatchedFolds([f"--config={config('wine')}"], 3, seed=0, workers=1)
+    x, _ = WineDataModule(seed=0).arrays
+    everything = (x - x.mean(0)) / x.std(0)
+    for fold, (train, _) in enumerate(runner.folds_rows):
+        expected = (x - x[train].mean(0)) / x[train].std(0)
+        np.testing.assert_allclose(runner.x[fold].cpu().numpy(), expected, rtol=1e-4, atol=1e-4)
+        assert not np.allclose(runner.x[fold].cpu().numpy(), everything, rtol=1e-4, atol=1e-4)
