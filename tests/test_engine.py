@@ -1,10 +1,14 @@
 """The fast path changes speed, not results: chunked steps and direct optimizer calls."""
 
+import subprocess
+import sys
+
 import lightning as L
 import pytest
 import torch
 
 from lit_basics.data import DigitsDataModule, MoonsDataModule
+from lit_basics.engine import lightning_patches
 from lit_basics.models import LitFNN, lit_module
 
 
@@ -102,6 +106,7 @@ def test_fast_path_matches_a_plain_dataloader_path(drop_last):
 def test_logging_skips_a_device_move_only_when_the_state_is_already_there(monkeypatch):
     from lightning.pytorch.trainer.connectors.logger_connector import result
 
+    assert lightning_patches.apply()["log_moves"]
     metric = result._ResultMetric(result._Metadata(fx="f", name="val/loss"), is_tensor=True)
     moves = []
     monkeypatch.setattr(result.Metric, "to", lambda self, *a, **k: moves.append((a, k)) or self)
@@ -109,3 +114,24 @@ def test_logging_skips_a_device_move_only_when_the_state_is_already_there(monkey
     assert metric.to(torch.device("cpu")) is metric and moves == []  # value and count are on the CPU already
     metric.to(torch.device("meta"))
     assert moves  # anywhere else: Lightning's own move runs
+
+
+def test_lightning_patches_are_explicit_and_version_guarded():
+    from lightning.pytorch.trainer.connectors.logger_connector import result
+
+    lightning_patches.undo_log_moves()
+    lightning_version = result._ResultMetric.to
+    assert not getattr(lightning_version, "skips_redundant_moves", False)
+    assert lightning_patches.apply(version="2.99.0") == {"nvml_probe": False, "log_moves": False}
+    assert result._ResultMetric.to is lightning_version  # an untested Lightning keeps its own behaviour
+    assert lightning_patches.apply()["log_moves"] and result._ResultMetric.to is not lightning_version
+    lightning_patches.undo_log_moves()
+    assert result._ResultMetric.to is lightning_version
+    lightning_patches.apply()
+
+
+def test_importing_the_models_patches_nothing():
+    code = ("import lit_basics.models, lit_basics.engine.batched_fit\n"
+            "from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric\n"
+            "assert not getattr(_ResultMetric.to, 'skips_redundant_moves', False)")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from lit_basics.data import ArrayDataModule, DigitsDataModule
 from lit_basics.data.base import Arrays
 from lit_basics.data.batching import TensorBatchLoader
+from lit_basics.engine import lightning_patches
 from lit_basics.engine.runtime import machine_description
 from lit_basics.models import FNN, LitFNN
 from lit_basics.models.optimizers import make_optimizer
@@ -85,6 +86,7 @@ def plain_loop(datamodule: ArrayDataModule, hidden: list[int], epochs: int, vali
 def lightning_fit(datamodule: ArrayDataModule, hidden: list[int], epochs: int, validate: bool = True,
                   full: bool = False, root: str = "/tmp/lit_basics_bench", init: str = "pytorch") -> LitFNN:
     """Our path: LitFNN + DataModule + Trainer.fit. `full` adds TensorBoard, checkpoints, early stopping."""
+    lightning_patches.apply()  # as the CLI does
     L.seed_everything(0, verbose=False)
     model = LitFNN(input_dim=datamodule.num_features, num_classes=datamodule.num_classes, hidden_sizes=hidden,
                    init=init)

@@ -18,6 +18,7 @@ from lightning import LightningDataModule
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 from lit_basics.callbacks import FitInterrupted
+from lit_basics.engine import lightning_patches
 from lit_basics.engine.runtime import set_torch_threads
 from lit_basics.errors import ConfigError
 from lit_basics.models import LitFNN
@@ -49,6 +50,7 @@ class LitBasicsCLI(LightningCLI):
 
     def __init__(self, args: ArgsType = None, run: bool = True, **kwargs: Any) -> None:
         self.metrics: dict[str, Any] = {}
+        lightning_patches.apply()
         args = expand_dataset_names(sys.argv[1:] if args is None else args)
         self._with_subcommands = run
         defaults = [str(TRAINER_DEFAULTS)] if TRAINER_DEFAULTS.is_file() else []

@@ -10,15 +10,12 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_basics.engine.runtime import avoid_per_step_nvml_probe, plain_fp32_single_device, skip_redundant_log_moves
+from lit_basics.engine.runtime import plain_fp32_single_device
 from lit_basics.errors import ConfigError, check_choice
 from lit_basics.models.fnn import FNN, validate_architecture
 from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
 from lit_basics.models.metrics import make_metrics
 from lit_basics.models.optimizers import SCHEDULERS, make_optimizer, make_scheduler, validate_optimization
-
-avoid_per_step_nvml_probe()  # after `import lightning`, which sets the variable it undoes
-skip_redundant_log_moves()
 
 
 class LitFNN(L.LightningModule):
