@@ -105,8 +105,10 @@ def test_resume_after_an_interruption_completes_without_repeating(workdir, monke
         return real(self, args, on_fold)
 
     monkeypatch.setattr(LightningFolds, "fit_folds", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stop:
         _tune(path, "--no-refit", "--engine", "lightning")
+    assert stop.value.code == 130
+    assert not (workdir / "reports/tiny_search/trials.csv").exists()  # no report of a search that did not finish
     monkeypatch.setattr(LightningFolds, "fit_folds", lambda self, args, on_fold, params=None: (
         calls.append(args), real(self, args, on_fold))[1])
     _tune(path, "--no-refit", "--resume", "--engine", "lightning")

@@ -18,10 +18,19 @@ from lightning import LightningDataModule
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 from lit_basics.callbacks import FitInterrupted
+from lit_basics.checkpoints import (
+    check_resume,
+    check_run_identity,
+    describe_checkpoint_error,
+    newest_best_checkpoint,
+    read_checkpoint,
+)
 from lit_basics.engine import lightning_patches
 from lit_basics.engine.runtime import set_torch_threads
 from lit_basics.errors import ConfigError
+from lit_basics.memory import check_fits
 from lit_basics.models import LitFNN
+from lit_basics.outputs import check_name, check_writable_dir
 
 CONFIG_DIR = Path(os.environ.get("LIT_BASICS_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
 TRAINER_DEFAULTS = CONFIG_DIR / "trainer" / "default.yaml"
@@ -91,6 +100,10 @@ class LitBasicsCLI(LightningCLI):
         parser.add_argument(
             "--torch_threads", type=int, default=0, help="intra-op CPU threads; 0 keeps torch's default"
         )
+        parser.add_argument(
+            "--allow_transfer", type=bool, default=False,
+            help="use a --ckpt_path trained on other data or with another architecture (differences are printed)",
+        )
         if not self._with_subcommands:  # run=False has no fit/test arguments; the defaults file sets this one
             parser.add_argument("--weights_only", type=bool | None, default=None, help="unused without a subcommand")
 
@@ -105,16 +118,50 @@ class LitBasicsCLI(LightningCLI):
             init_args.name = (run_name(config.data.get("init_args") or {}) if run_name
                               else getattr(data_class, "name", data_class.__name__.lower()))
         set_torch_threads(config.get("torch_threads") or 0)
+        check_logger_folder(init_args)
+        if self.subcommand == "fit":
+            check_max_epochs(config.trainer)
         if config.get("ckpt_path") == "last":
             resume_last(config)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
+
+    def instantiate_classes(self) -> None:
+        """Refuse a network that cannot fit in the device's memory before it is built."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        hidden = list(config.model.get("hidden_sizes") or [])
+        data = config.data.get("init_args") or {}
+        batch, eval_batch = data.get("batch_size", 32), data.get("eval_batch_size", 1024)
+        if hidden and all(isinstance(h, int) and h > 0 for h in hidden) and all(
+                isinstance(b, int) and b > 0 for b in (batch, eval_batch)):
+            check_fits(hidden, batch, eval_batch, config.trainer.get("accelerator"), self.subcommand == "fit")
+        super().instantiate_classes()
+
+    def check_checkpoint(self, subcommand: str) -> None:
+        """test/predict/validate need a checkpoint; any checkpoint must match this run's data and model."""
+        config = self.config_init[subcommand]
+        path = config.get("ckpt_path")
+        if path is None and subcommand != "fit":
+            logger = getattr(self.trainer, "logger", None)
+            newest = newest_best_checkpoint(getattr(logger, "save_dir", None), getattr(logger, "name", None))
+            hint = f", e.g. the newest: --ckpt_path {newest}" if newest else " (written by fit under logs/)"
+            raise ConfigError(f"{subcommand} needs --ckpt_path: without one the model is untrained{hint}")
+        if path is None or path in ("best", "last", "hpc", "registry"):
+            return
+        checkpoint = read_checkpoint(str(path))
+        notes = check_run_identity(str(path), checkpoint, self.datamodule, dict(self.model.hparams),
+                                   bool(config.get("allow_transfer")))
+        for note in notes:
+            print(f"transfer: {note}", file=sys.stderr)
+        if subcommand == "fit":
+            check_resume(str(path), checkpoint, self.trainer.max_epochs)
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; on failure remove the run folder it created if nothing worth keeping is in it."""
         log_dir = self.trainer.log_dir
         existed = log_dir is not None and Path(log_dir).exists()
         try:
+            self.check_checkpoint(subcommand)
             super()._run_subcommand(subcommand)
         except BaseException as err:
             if log_dir and not existed and not any(Path(log_dir).rglob("*.ckpt")):
@@ -214,20 +261,6 @@ def is_checkpoint_error(err: BaseException) -> bool:
     return any(s in text for s in ("state_dict", "size mismatch", "PytorchStreamReader", "zip archive", "Weights only"))
 
 
-def describe_checkpoint_error(path: str, err: Exception) -> ConfigError:
-    """A checkpoint that is missing, unreadable or made for another architecture, in one line."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if isinstance(err, FileNotFoundError) or not Path(path).exists():
-        return ConfigError(f"checkpoint {path!r} does not exist")
-    if "size mismatch" in str(err) or "state_dict" in str(err):
-        shapes = r"size mismatch for ([^:]+): .*?shape (torch.Size\(\[[^\]]*\]\)).*? is (torch.Size\(\[[^\]]*\]\))"
-        mismatch = re.search(shapes, str(err))
-        detail = (f"{mismatch.group(1)} is {mismatch.group(2)} there but {mismatch.group(3)} here"
-                  if mismatch else first)
-        return ConfigError(f"checkpoint {path!r} is for another architecture: {detail}")
-    return ConfigError(f"checkpoint {path!r} is truncated or corrupt ({type(err).__name__}: {first})")
-
-
 def resume_last(config: Any) -> None:
     """`--ckpt_path last`: the newest last.ckpt of this config's runs; the run continues in its folder."""
     logger = config.trainer.get("logger")
@@ -244,6 +277,29 @@ def resume_last(config: Any) -> None:
     run = last.parent.parent.name
     init_args.version = int(run.removeprefix("version_")) if re.fullmatch(r"version_\d+", run) else run
     config.ckpt_path = str(last)
+
+
+def check_logger_folder(init_args: Any) -> None:
+    """The TensorBoard folder can be written, and the run's name and version stay inside it."""
+    if init_args is None:
+        return
+    check_writable_dir(init_args.get("save_dir") or "logs", "logs folder")
+    for key in ("name", "version", "sub_dir"):
+        if isinstance(init_args.get(key), str):
+            check_name(init_args[key], f"--trainer.logger.init_args.{key}")
+
+
+def check_max_epochs(trainer: Any) -> None:
+    """max_epochs >= 1, or -1 with a rule that ends the fit (max_steps, max_time or early stopping)."""
+    epochs = trainer.get("max_epochs")
+    if epochs is None or epochs >= 1:
+        return
+    callbacks = trainer.get("callbacks") or []
+    early_stop = any("EarlyStopping" in str(getattr(c, "class_path", c)) for c in callbacks)
+    stop_rule = (trainer.get("max_steps") or -1) > 0 or trainer.get("max_time") or early_stop
+    if epochs == -1 and stop_rule:
+        return
+    raise ConfigError(f"--trainer.max_epochs={epochs} must be >= 1 (or -1 with max_steps, max_time or early stopping)")
 
 
 def import_class(class_path: str) -> type:

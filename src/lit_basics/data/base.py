@@ -5,7 +5,10 @@ train/val/test splits, fits standardisation on the training rows only, holds the
 on the training device and batches them with TensorBatchLoader.
 """
 
+import contextlib
+import hashlib
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
@@ -263,10 +266,37 @@ class ArrayDataModule(L.LightningDataModule):
         return {split: int(t[0].shape[0]) for split, t in self.tensors.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints so predictions can map class indices back to the original labels."""
+        """Saved in checkpoints: class labels for predictions, and the identity a reader checks."""
         return {
             "classes": None if self.classes is None else self.classes.tolist(),
             "target_scaler": self.target_scaler,
+            "identity": self.identity(),
+        }
+
+    def source(self) -> str | None:
+        """The file the rows come from (`self.path`), named with a hash of its first line (the header)."""
+        path = Path(str(getattr(self, "path", "")))
+        if not getattr(self, "path", None) or not path.is_file():
+            return None
+        with path.open("rb") as file:
+            header = file.readline().strip()
+        return f"{path.name} header {hashlib.sha256(header).hexdigest()[:10]}"
+
+    def feature_names(self) -> list[str] | None:
+        return None
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint records about this data (plain values): lit_basics.checkpoints compares it."""
+        if self.classes is None and self.task == "classification":
+            with contextlib.suppress(NotImplementedError):  # data sets with an official split set them later
+                _ = self.arrays  # sets self.classes
+        return {
+            "dataset": self.name,
+            "source": self.source(),
+            "task": self.task,
+            "num_features": int(self.num_features),
+            "feature_names": self.feature_names(),
+            "classes": None if self.classes is None else np.asarray(self.classes).tolist(),
         }
 
 

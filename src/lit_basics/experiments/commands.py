@@ -1,6 +1,8 @@
 """Command-line entry points of the experiment scripts (scripts/*.py call these)."""
 
 import argparse
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +74,7 @@ def tune_main(argv: Sequence[str] | None = None):
     parser.add_argument("--n-trials", type=int, default=None, help="trials for random/tpe (default: the file's)")
     parser.add_argument("--folds", type=int, default=None, help="k of k-fold (default: the file's, else 5)")
     parser.add_argument("--resume", action="store_true", help="continue the stored study instead of replacing it")
+    parser.add_argument("--name", default=None, help="the search's name (default: the file's): reports/<name>/")
     parser.add_argument("--storage", default=None,
                         help="Optuna storage URL (default: sqlite:///reports/<name>/study.db); "
                              "e.g. postgresql://user@host/db for workers on several machines")
@@ -90,13 +93,39 @@ def tune_main(argv: Sequence[str] | None = None):
     args = parser.parse_args(argv)
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and summary.md say it all
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary.md say it all
     try:
         spec = load_search(args.config, sampler=args.sampler, n_trials=args.n_trials, folds=args.folds,
                            extra=_overrides(args.set))
-        out = run_search(spec, reports=args.reports, logs=args.logs, storage=args.storage, resume=args.resume,
-                         refit=not args.no_refit, progress=not args.no_progress, engine=args.engine,
-                         fold_logs=args.fold_logs)
+        spec.name = args.name or spec.name
+        with _interrupt_stops_search(spec.name, args.storage or f"{args.reports}/{spec.name}/study.db"):
+            out = run_search(spec, reports=args.reports, logs=args.logs, storage=args.storage, resume=args.resume,
+                             refit=not args.no_refit, progress=not args.no_progress, engine=args.engine,
+                             fold_logs=args.fold_logs)
     except ConfigError as err:
         _fail(err)
     return _publish(out / "summary.md", spec.name, args.readme)
+
+
+@contextlib.contextmanager
+def _interrupt_stops_search(name: str, storage: str):
+    """Ctrl-C or SIGTERM: one line and exit status 130/143; finished trials stay in the storage for --resume."""
+    received: list[int] = []
+
+    def stop(signum: int, frame) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as err:
+        if isinstance(err, SystemExit) and not received:  # Lightning exits 1 after a KeyboardInterrupt in a fit
+            raise
+        signum = received[0] if received else signal.SIGINT
+        print(f"interrupted: search {name!r} stopped; its finished trials are kept in {storage}; "
+              "continue with the same command and --resume", file=sys.stderr)
+        raise SystemExit(128 + signum) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

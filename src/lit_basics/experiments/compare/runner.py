@@ -11,10 +11,14 @@ from lit_basics.engine.runtime import machine_description
 from lit_basics.experiments.compare import plots, report
 from lit_basics.experiments.compare.spec import ExperimentSpec
 from lit_basics.experiments.runs import check_args, fit, result_row
+from lit_basics.outputs import check_name, check_writable_dir
 
 
 def validate(spec: ExperimentSpec) -> None:
-    """Every variant must parse and build before the first run starts."""
+    """Names stay inside logs/ and reports/, and every variant parses and builds, before the first run starts."""
+    check_name(spec.name, "experiment name")
+    for variant in spec.variants:
+        check_name(variant, "variant name")
     for variant in spec.variants:
         check_args(f"variant {variant!r}", spec.run_args(variant))
 
@@ -22,6 +26,8 @@ def validate(spec: ExperimentSpec) -> None:
 def run_comparison(spec: ExperimentSpec, logs: str = "logs", reports: str = "reports", progress: bool = True) -> Path:
     """Fit every variant x seed, then write results.csv, history.csv, results.md and figures."""
     validate(spec)
+    check_writable_dir(reports, "reports folder")
+    check_writable_dir(logs, "logs folder")
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     histories: list[dict[str, Any]] = []

@@ -16,8 +16,21 @@ def short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
+def rank_key(mean: float, std: float | None, number: int) -> tuple[float, float, int]:
+    """The one order of trials everywhere: highest mean score, then lowest std, then lowest trial number."""
+    return (-mean, std if std is not None and not math.isnan(std) else math.inf, number)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The completed trial ranked first by `rank_key` (what summary.md lists first and the refit trains)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise ValueError("no completed trial")
+    return min(complete, key=lambda t: rank_key(t.value, t.user_attrs.get("std"), t.number))
+
+
 def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
-    """One row per trial: parameters, per-fold scores, mean, std, fit time, state."""
+    """One row per trial, best first (`rank_key`; unfinished trials last): parameters, fold scores, mean, std."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get("stray"):
@@ -31,7 +44,14 @@ def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
         row["std"] = trial.user_attrs.get("std")
         row["fit_seconds"] = trial.user_attrs.get("fit_seconds")
         rows.append(row)
-    return pd.DataFrame(rows)
+    complete = sorted((r for r in rows if r["state"] == "complete"),
+                      key=lambda r: rank_key(r["mean"], r["std"], r["trial"]))
+    ranked = [{"rank": i + 1, **r} for i, r in enumerate(complete)]
+    ranked += [{"rank": None, **r} for r in rows if r["state"] != "complete"]
+    table = pd.DataFrame(ranked)
+    if "rank" in table:
+        table["rank"] = table["rank"].astype("Int64")
+    return table
 
 
 def _fmt(value: Any) -> str:
@@ -89,11 +109,11 @@ def summary_markdown(
         "",
     ]
     params = [short(d.name) for d in spec.space]
-    top = trials[trials["state"] == "complete"].sort_values("mean", ascending=False).head(10)
+    top = trials[trials["state"] == "complete"].sort_values("rank").head(10)
     top = top[["trial", *params, "mean", "std", "fit_seconds"]]
     lines += _table(top) + [""]
     if test_metrics is not None:
-        best = study.best_trial
+        best = best_trial(study)
         shown = ", ".join(f"{k} = {v:.4f}" for k, v in test_metrics.items() if k.startswith("test/"))
         lines += [
             "## Refit",

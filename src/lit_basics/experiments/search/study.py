@@ -6,6 +6,7 @@ keeps them from running a configuration twice and lets `--resume` finish what a 
 
 import contextlib
 import itertools
+import json
 import os
 import socket
 import time
@@ -15,6 +16,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from lit_basics.checkpoints import describe_data
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.search.space import SearchSpec
 
@@ -55,7 +57,40 @@ def make_storage(url: str) -> str | optuna.storages.RDBStorage:
     return storage
 
 
-def open_study(spec: SearchSpec, storage: str, resume: bool) -> optuna.Study:
+def search_settings(spec: SearchSpec, data: dict[str, Any] | None) -> dict[str, Any]:
+    """What a study's trials depend on (space, sampler, folds, seed, patience, base config, data), as JSON values."""
+    space = {d.name: d.choices if d.choices is not None else {"low": d.low, "high": d.high, "log": d.log,
+                                                                "int": d.integer} for d in spec.space}
+    settings = {"space": space, "sampler": spec.sampler, "folds": spec.folds, "seed": spec.seed,
+                "patience": spec.patience, "base": str(spec.base), "common": spec.common, "data": data}
+    return json.loads(json.dumps(settings, default=str))
+
+
+def check_same_search(study: optuna.Study, settings: dict[str, Any], name: str) -> None:
+    """`--resume` continues a study only with the settings it was made with; else one line naming what changed."""
+    saved = study.user_attrs.get("search")
+    if saved is None:
+        if study.get_trials(deepcopy=False):
+            raise ConfigError(f"--resume: study {name!r} records no search settings (made by an older lit-basics); "
+                              "start a new search with --name NEW, or drop --resume to replace it")
+        study.set_user_attr("search", settings)
+        return
+    changed = [key for key in settings if saved.get(key) != settings[key]]
+    if not changed:
+        return
+    key = changed[0]
+    there, here = saved.get(key), settings[key]
+    if key == "space":
+        dim = next(d for d in sorted({*there, *here}) if there.get(d) != here.get(d))
+        key, there, here = f"space {dim}", there.get(dim), here.get(dim)
+    if key == "data" and isinstance(there, dict) and isinstance(here, dict):
+        there, here = describe_data(there), describe_data(here)
+    more = f" (and {', '.join(changed[1:])})" if len(changed) > 1 else ""
+    raise ConfigError(f"--resume: study {name!r} was made with {key}={there}, this search has {here}{more}; "
+                      "start a new search with --name NEW, or drop --resume to replace it")
+
+
+def open_study(spec: SearchSpec, storage: str, resume: bool, settings: dict[str, Any] | None = None) -> optuna.Study:
     """Create the study (replacing an old one of that name unless resuming) or join it.
 
     A grid search is a queue: each configuration not yet covered is enqueued once, and workers
@@ -85,6 +120,8 @@ def open_study(spec: SearchSpec, storage: str, resume: bool) -> optuna.Study:
                 continue
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"storage {storage!r} cannot be opened: {first}") from None
+    if settings is not None:
+        check_same_search(study, settings, spec.name)
     fail_dead_trials(study)
     if spec.sampler == "grid":
         enqueue_grid(study, spec)

@@ -19,13 +19,25 @@ from lit_basics.experiments.search import report as search_report
 from lit_basics.experiments.search.batched_folds import BatchedFolds
 from lit_basics.experiments.search.folds import FoldResult, FoldRunner, LightningFolds, fold_args, write_fold_runs
 from lit_basics.experiments.search.space import SearchSpec, grid_size
-from lit_basics.experiments.search.study import DONE, WORKER, StrayTrial, claim, count_done, open_study
+from lit_basics.experiments.search.study import (
+    DONE,
+    WORKER,
+    StrayTrial,
+    claim,
+    count_done,
+    open_study,
+    search_settings,
+)
+from lit_basics.outputs import check_name, check_writable_dir
 
 ENGINES = ("batched", "lightning")
 
 
-def validate_search(spec: SearchSpec) -> None:
-    """Each value of each dimension must build, and k must fit the smallest class, before any fit."""
+def validate_search(spec: SearchSpec) -> dict[str, Any] | None:
+    """Each value of each dimension must build, and k must fit the smallest class, before any fit.
+
+    Returns the data's identity (what the study records about its data).
+    """
     first = {d.name: d.choices[0] if d.choices else d.low for d in spec.space}
     for dim in spec.space:
         for value in dim.choices or [dim.low, dim.high]:
@@ -36,6 +48,7 @@ def validate_search(spec: SearchSpec) -> None:
     datamodule = cli.datamodule
     if hasattr(datamodule, "fold_indices"):
         datamodule.fold_indices(datamodule.arrays[1])
+    return datamodule.identity() if hasattr(datamodule, "identity") else None
 
 
 def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None = None):
@@ -152,30 +165,38 @@ def run_search(
     fold_logs: bool = False,
 ) -> Path:
     """Run (or continue) the search, then write trials.csv, summary.md, figures, best.yaml."""
-    validate_search(spec)
+    data = validate_search(spec)
     runner = runner or make_runner(spec, engine)  # its errors come before anything is written
     started = time.perf_counter()
-    out = Path(reports) / spec.name
+    check_writable_dir(reports, "reports folder")
+    check_writable_dir(logs, "logs folder")
+    out = Path(reports) / check_name(spec.name, "search name")
     created = [folder for folder in (out, out.parent) if not folder.exists()]
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     try:
-        study = open_study(spec, storage, resume)
+        study = open_study(spec, storage, resume, search_settings(spec, data))
     except ConfigError:
         for folder in created:  # leave no empty report folder behind
             if folder.exists() and not any(folder.iterdir()):
                 folder.rmdir()
         raise
+    remove_reports(out)  # until this search completes, no report describes another state of the study
     total = target_trials(spec)
     fold_log_dir = Path(logs) / spec.name / "folds" if fold_logs else None
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{spec.name}: trials x {spec.folds} folds", total=total, completed=count_done(study))
-        show = lambda s, t: bar.update(task, completed=count_done(s))  # noqa: E731
-        if spec.sampler == "grid" and isinstance(runner, BatchedFolds):
-            run_grid_batched(study, spec, runner, show, fold_logs=fold_log_dir)
-        else:
-            optimize_until_done(study, objective_for(spec, runner, fold_log_dir), total, [show],
-                                grid=spec.sampler == "grid")
+    try:
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task(f"{spec.name}: trials x {spec.folds} folds", total=total,
+                                completed=count_done(study))
+            show = lambda s, t: bar.update(task, completed=count_done(s))  # noqa: E731
+            if spec.sampler == "grid" and isinstance(runner, BatchedFolds):
+                run_grid_batched(study, spec, runner, show, fold_logs=fold_log_dir)
+            else:
+                optimize_until_done(study, objective_for(spec, runner, fold_log_dir), total, [show],
+                                    grid=spec.sampler == "grid")
+    except BaseException:
+        fail_own_running_trials(study)
+        raise
     test_metrics = refit_best(spec, study, out, logs) if refit else None
     trials = search_report.trials_table(study, spec)
     trials.to_csv(out / "trials.csv", index=False)
@@ -186,13 +207,29 @@ def run_search(
     return out
 
 
+REPORT_FILES = ("trials.csv", "summary.md", "best.yaml", "best.ckpt")
+
+
+def remove_reports(out: Path) -> None:
+    """Delete the report files and figures of an earlier search; the study in the storage stays."""
+    for path in [*(out / name for name in REPORT_FILES), *out.glob("*.png")]:
+        path.unlink(missing_ok=True)
+
+
+def fail_own_running_trials(study: optuna.Study) -> None:
+    """An interrupted worker's running trials are marked failed at once, so a resume queues them again."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") == WORKER:
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+
 def refit_best(spec: SearchSpec, study: optuna.Study, out: Path, logs: str) -> dict[str, Any]:
     """Train the best configuration on the whole training portion, test it once, save best.yaml.
 
     No validation rows remain, so there is no early stopping: the refit trains for the median of
     the folds' best epochs.
     """
-    best = study.best_trial
+    best = search_report.best_trial(study)
     epochs = [v for k, v in best.user_attrs.items() if k.startswith("best_epoch_")]
     max_epochs = max(1, int(statistics.median(epochs))) if epochs else 10
     checkpoint = "[{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {filename: best}}]"
