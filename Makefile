@@ -8,7 +8,7 @@ CONFIG ?= configs/default.yaml
 # that also runs on the CPU); any version in pyproject's ranges works elsewhere.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install train test tensorboard lint bench report reliability-doc clean
+.PHONY: install train test tensorboard lint bench report reliability-doc components-doc clean
 
 install: $(STAMP)
 
@@ -47,3 +47,7 @@ reliability-doc: install
 	$(PY) -c "import re, pathlib, tests.bad_input_cases as c; p = pathlib.Path('README.md'); t = p.read_text(); \
 	s, e = '<!-- reliability:start -->', '<!-- reliability:end -->'; \
 	p.write_text(t[:t.index(s) + len(s)] + '\n' + c.render_markdown() + '\n' + t[t.index(e):])"
+
+components-doc: install
+	$(PY) -c "import pathlib; from lit_basics.models.components import readme_with_components as r; \
+	p = pathlib.Path('README.md'); p.write_text(r(p.read_text()))"

@@ -249,3 +249,12 @@ def test_both_search_engines_score_every_fold_alike(params):
         assert [row["val/loss"] for row in a.history] == pytest.approx([row["val/loss"] for row in b.history],
                                                                         abs=1e-4)
         assert a.score == pytest.approx(b.score)
+
+
+def test_the_readme_tables_list_every_component():
+    from pathlib import Path
+
+    from lit_basics.models.components import readme_with_components
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert readme_with_components(readme) == readme, "README's component tables are stale: run make components-doc"
