@@ -38,9 +38,12 @@ def bad_files(workdir, iris_run) -> Path:
     tmp = workdir
     (tmp / "empty.csv").write_text("")
     (tmp / "good.csv").write_text("a,b,label\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(20)))
-    (tmp / "text.csv").write_text("a,b,label\n1,x,0\n2,3,1\n")
-    (tmp / "nan.csv").write_text("a,b,label\n1,2,0\n2,,1\n")
     (tmp / "inf.csv").write_text("a,b,label\n1,2,0\n2,3,1\n-inf,4,0\n")
+    (tmp / "short_header.csv").write_text("20,2,label\n" + "\n".join(f"{i},{i % 3},{i % 5},{i % 2}" for i in range(20)))
+    (tmp / "duplicate.csv").write_text("a,a,label\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(20)))
+    (tmp / "float_label.csv").write_text("a,b,label\n" + "\n".join(f"{i},{i % 3},{i * 0.37:.2f}" for i in range(30)))
+    (tmp / "gaps.csv").write_text("a,empty,same,label\n" + "\n".join(f"{i},,7,{i % 2}" for i in range(20)))
+    (tmp / "spaces.csv").write_text("a b label\n" + "\n".join(f"{i} {i % 3} {i % 2}" for i in range(20)))
     (tmp / "broken.yaml").write_text("model: [unclosed\n")
     search = f"name: s\nbase: {config('iris')}\nsampler: grid\nfolds: 2\ncommon:\n  trainer.max_epochs: 1\n"
     (tmp / "search.yaml").write_text(search + "space:\n  width: [4, 8]\n")

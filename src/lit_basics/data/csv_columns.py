@@ -89,7 +89,7 @@ def column_role(values: pd.Series, categorical: bool, explicit: bool) -> tuple[s
 
 def _refuse_or_drop(explicit: bool, name: str, reason: str) -> tuple[str, str]:
     if explicit:
-        raise ConfigError(f"csv: feature column {name!r} has {reason}; it cannot inform a model")
+        raise ConfigError(f"csv: feature column {name!r} cannot inform a model: {reason}")
     return "drop", reason
 
 

@@ -295,8 +295,12 @@ class CSVDataModule(ArrayDataModule):
         return "\n".join(lines)
 
 
-def _with_gaps(columns: list[str], gaps: pd.Series) -> str:
-    return ", ".join(f"{c} ({gaps[c]} missing)" if gaps[c] else c for c in columns)
+def _with_gaps(columns: list[str], gaps: pd.Series, shown: int = 6) -> str:
+    """`a, b (3 missing)`; past `shown` columns, a count and the columns with gaps only."""
+    if len(columns) <= shown:
+        return ", ".join(f"{c} ({gaps[c]} missing)" if gaps[c] else c for c in columns)
+    gapped = ", ".join(f"{c} ({gaps[c]})" for c in columns if gaps[c])
+    return f"{len(columns)} columns ({', '.join(columns[:3])}, ...)" + (f"; missing: {gapped}" if gapped else "")
 
 
 def _is_number(text: str) -> bool:
