@@ -143,12 +143,13 @@ class FNNEstimator(BaseEstimator):
         seed = self._seed()
         batch = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
         rows = np.arange(n)
+        patience = int(self.n_iter_no_change) if self.n_iter_no_change < self.max_iter else None
         if self.early_stopping:
             stratify = y if self._task == "classification" else None
             train, val = train_test_split(rows, test_size=self.validation_fraction, random_state=seed,
                                           stratify=stratify)
-        else:  # n_iter_no_change watches the loss on the training rows, as MLPClassifier without early_stopping
-            train, val = rows, rows
+        else:  # n_iter_no_change watches the loss on the training rows (none when it cannot stop), as MLPClassifier
+            train, val = rows, rows if patience else rows[:0]
         settings = {"hidden_sizes": self._hidden(), "activation": self.activation,
                     "leaky_relu_alpha": float(self.leaky_relu_alpha), "loss": self._loss_name(),
                     "optimizer": self.solver, "max_epochs": int(self.max_iter), "init": self.init,
@@ -159,7 +160,6 @@ class FNNEstimator(BaseEstimator):
                     "device": str(resolve_device(self.device))}
         spec = ModelSpec(train_rows=torch.as_tensor(train), val_rows=torch.as_tensor(val), fold=fold, seed=seed,
                          **model_spec_values(settings))
-        patience = int(self.n_iter_no_change) if self.n_iter_no_change < self.max_iter else None
         return Plan(settings, spec, patience, bool(self.early_stopping))
 
     def _fit_one(self, x: np.ndarray, targets: np.ndarray, labels: np.ndarray) -> "FNNEstimator":
