@@ -67,10 +67,49 @@ CASES = [
     ("config path that does not exist", "fit", "--config {tmp}/nowhere.yaml", "File does not exist"),
     ("key that is not an argument", "fit", "--config {cfg:moons} --model.activaton relu",
      "--model.activaton is not an argument; did you mean --model.activation?"),
-    ("checkpoint of another architecture", "test", "--config {cfg:digits} --ckpt_path {tmp}/iris.ckpt",
-     "is for another architecture: net.net.0.weight is torch.Size([16, 4]) there but torch.Size([16, 64]) here"),
     ("truncated checkpoint", "test", "--config {cfg:iris} --ckpt_path {tmp}/truncated.ckpt", "is truncated or corrupt"),
     ("checkpoint that does not exist", "test", "--config {cfg:iris} --ckpt_path {tmp}/absent.ckpt", "does not exist"),
+    ("checkpoint of another data set", "test", "--config {cfg:digits} --ckpt_path {tmp}/iris.ckpt",
+     "was trained on iris (classification; 4 features; classes 0, 1, 2); this run's data is digits"),
+    ("checkpoint of another data set with the same shape", "test",
+     "--config {cfg:csv} --data.path {tmp}/four.csv --ckpt_path {tmp}/iris.ckpt",
+     "was trained on iris (classification; 4 features; classes 0, 1, 2); this run's data is csv file four.csv"),
+    ("checkpoint of another task", "test",
+     "--config {cfg:csv} --data.path {tmp}/four.csv --data.task regression --ckpt_path {tmp}/iris.ckpt",
+     "does not fit this run: loss 'cross_entropy' does not fit task 'regression'"),
+    ("checkpoint of another architecture, transfer allowed", "test",
+     "--config {cfg:digits} --ckpt_path {tmp}/iris.ckpt --allow_transfer=true",
+     "is for another architecture: net.net.0.weight is torch.Size([16, 4]) there but torch.Size([16, 64]) here"),
+    ("checkpoint of an older version (no data identity)", "test", "--config {cfg:iris} --ckpt_path {tmp}/old.ckpt",
+     "records no data identity (written by an older lit-basics)"),
+    ("checkpoint holding pickled objects", "test", "--config {cfg:iris} --ckpt_path {tmp}/objects.ckpt",
+     "holds objects other than tensors and plain values"),
+    ("checkpoint path that is a folder", "test", "--config {cfg:iris} --ckpt_path {tmp}/afolder",
+     "is a directory, not a .ckpt file"),
+    ("test without a checkpoint", "test", "--config {cfg:iris}", "test needs --ckpt_path: without one the model is untrained"),
+    ("predict without a checkpoint", "predict", "--config {cfg:iris}",
+     "predict needs --ckpt_path: without one the model is untrained"),
+    ("resume a run past its end", "fit", "--config {cfg:iris} --ckpt_path {tmp}/iris.ckpt --trainer.max_epochs 1",
+     "already finished at epoch"),
+    ("max_epochs = 0", "fit", "--config {cfg:moons} --trainer.max_epochs 0", "--trainer.max_epochs=0 must be >= 1"),
+    ("max_epochs = -1 without a stop rule", "fit", "--config {cfg:moons} --trainer.max_epochs -1 --trainer.callbacks=[]",
+     "--trainer.max_epochs=-1 must be >= 1 (or -1 with max_steps, max_time or early stopping)"),
+    ("hidden layer too large for memory", "fit", "--config {cfg:moons} --model.hidden_sizes [100000000]",
+     "hidden_sizes=[100000000] needs at least"),
+    ("logs folder that is a file", "fit", "--config {cfg:moons} --trainer.logger.init_args.save_dir {tmp}/afile",
+     "logs folder '{tmp}/afile' is a file, not a folder"),
+    ("run name that leaves logs/", "fit", "--config {cfg:moons} --trainer.logger.init_args.name ../escape",
+     "--trainer.logger.init_args.name '../escape' would write outside its output folder"),
+    ("experiment name that leaves reports/", "compare", "--config {tmp}/escape_experiment.yaml",
+     "experiment name '../escape' would write outside its output folder"),
+    ("search name that leaves reports/", "tune", "--config {tmp}/search.yaml --name ../escape",
+     "search name '../escape' would write outside its output folder"),
+    ("search resumed with another search space", "tune",
+     "--config {tmp}/search.yaml --resume --storage sqlite:///{tmp}/other_space.db",
+     "--resume: study 's' was made with space width=[4, 16], this search has [4, 8]; start a new search with --name"),
+    ("search resumed from a study of an older version", "tune",
+     "--config {tmp}/search.yaml --resume --storage sqlite:///{tmp}/old_study.db",
+     "--resume: study 's' records no search settings (made by an older lit-basics)"),
     ("search space low > high", "tune", "--config {tmp}/lowhigh.yaml", "search dimension 'model.lr' has low=0.1 > high=0.01"),
     ("search space empty choice list", "tune", "--config {tmp}/empty_choices.yaml",
      "search dimension 'width' has an empty choice list"),
@@ -82,9 +121,11 @@ CASES = [
 
 
 def render_markdown() -> str:
-    lines = ["| bad input | command | one-line error (exit status 2, nothing left behind) |", "|---|---|---|"]
+    lines = [f"{len(CASES)} bad inputs, each run through the real command by tests/test_reliability.py:", "",
+             "| bad input | command | one-line error (exit status 2, nothing left behind) |", "|---|---|---|"]
     for case, command, args, message in CASES:
-        script = {"fit": "train.py fit", "test": "train.py test", "tune": "tune.py", "compare": "compare.py"}[command]
+        script = {"fit": "train.py fit", "test": "train.py test", "predict": "train.py predict", "tune": "tune.py",
+                  "compare": "compare.py"}[command]
         shown = args.replace("{tmp}/", "").replace("{cfg:", "configs/").replace("}", ".yaml")
         lines.append(f"| {case} | `{script} {shown}` | `{message.replace('{tmp}/', '')}` |")
     return "\n".join(lines)

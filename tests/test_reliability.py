@@ -8,8 +8,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -27,6 +28,7 @@ from .conftest import CONFIGS, QUIET, REPO, config, run_cli
 COMMANDS = {
     "fit": lambda args: cli_main(["fit", *args, *QUIET]),
     "test": lambda args: cli_main(["test", *args, *QUIET]),
+    "predict": lambda args: cli_main(["predict", *args, *QUIET]),
     "tune": lambda args: tune_main([*args, "--no-progress"]),
     "compare": lambda args: compare_main([*args, "--no-progress"]),
 }
@@ -56,7 +58,33 @@ def bad_files(workdir, iris_run) -> Path:
     shutil.copyfile(best, tmp / "iris.ckpt")
     data = best.read_bytes()
     (tmp / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+    write_artifact_cases(tmp, best)
     return tmp
+
+
+def write_artifact_cases(tmp: Path, checkpoint: Path) -> None:
+    """Files for the cases of artefacts read back: checkpoints, studies, output folders (issue 13)."""
+    from lit_basics.data import IrisDataModule
+    from lit_basics.experiments.search.space import load_search
+    from lit_basics.experiments.search.study import search_settings
+
+    rng = np.random.default_rng(0)
+    rows = [",".join(f"{v:.3f}" for v in rng.normal(size=4)) + f",{i % 3}" for i in range(60)]
+    (tmp / "four.csv").write_text("p,q,r,s,label\n" + "\n".join(rows) + "\n")  # iris's shape, other data
+    old = torch.load(checkpoint, weights_only=True)
+    del old["IrisDataModule"]["identity"]
+    torch.save(old, tmp / "old.ckpt")
+    torch.save({"state_dict": {}, "path": PurePosixPath("a")}, tmp / "objects.ckpt")
+    (tmp / "afolder").mkdir()
+    (tmp / "afile").write_text("not a folder")
+    (tmp / "escape_experiment.yaml").write_text(f"name: ../escape\nbase: {config('moons')}\nvariants:\n  a: {{}}\n")
+    spec = load_search(tmp / "search.yaml")
+    other = search_settings(spec, IrisDataModule().identity())
+    other["space"]["width"] = [4, 16]
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp / 'other_space.db'}")
+    study.set_user_attr("search", other)
+    older = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp / 'old_study.db'}")
+    older.enqueue_trial({"width": 4})
 
 
 @pytest.mark.parametrize(("case", "command", "args", "message"), CASES, ids=[c[0] for c in CASES])
@@ -72,6 +100,7 @@ def test_bad_input_gives_one_line_and_leaves_nothing(bad_files, capsys, case, co
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("error: "), err[-3:]
     assert message.replace("{tmp}", tmp) in err[-1]
+    assert len(err[-1].replace(tmp, "")) < 300, err[-1]
     written = [p for root in ("logs", "reports") for p in Path(root).rglob("*") if p.is_file()]
     assert not written, written
     assert not Path("reports").exists()

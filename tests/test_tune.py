@@ -234,3 +234,68 @@ def test_a_trial_taken_but_never_started_is_run_on_resume(workdir):
     states = {t.number: t.state.name for t in optuna.load_study(study_name="tiny_search", storage=db).trials}
     assert states[2] == "FAIL"  # the orphan is closed, and width 4 was already complete: nothing reruns
     assert list(states.values()).count("COMPLETE") == 2
+
+
+def test_ties_are_broken_one_way_in_trials_csv_summary_and_refit():
+    from optuna.distributions import CategoricalDistribution
+
+    from lit_basics.experiments.search import report
+    from lit_basics.experiments.search.space import Dimension, SearchSpec
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"width": CategoricalDistribution([4, 8, 16])}
+    for width, value, std in ((4, 0.9, 0.05), (8, 0.9, 0.01), (16, 0.8, 0.0)):
+        study.add_trial(optuna.trial.create_trial(params={"width": width}, distributions=dist, value=value,
+                                                  user_attrs={"std": std, "fold_0": value, "fold_1": value}))
+    spec = SearchSpec("ties", Path("base.yaml"), [Dimension("width", choices=[4, 8, 16])], folds=2)
+    trials = report.trials_table(study, spec)
+    assert study.best_trial.number == 0  # Optuna's own pick among equal means: the first
+    assert report.best_trial(study).number == 1  # ours: equal mean, lower std
+    assert trials["trial"].tolist() == [1, 0, 2] and trials["rank"].tolist() == [1, 2, 3]
+    summary = report.summary_markdown(spec, study, trials, {"epochs": 3, "test/acc": 0.9}, [])
+    top = summary.split("## Top 10 configurations")[1]
+    assert top.index("| 1 | 8 |") < top.index("| 0 | 4 |")
+    assert "The best configuration (trial 1: width=8)" in summary
+
+
+def test_ctrl_c_stops_a_search_with_one_line_and_it_resumes(workdir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+
+    path = _search(workdir, "space:\n  width: [4, 8]\n").read_text()
+    (workdir / "search.yaml").write_text(path.replace("max_epochs: 2", "max_epochs: 40").replace("patience: 3",
+                                                                                                "patience: 100"))
+    out = workdir / "reports/tiny_search"
+    out.mkdir(parents=True)
+    (out / "summary.md").write_text("stale report of an earlier search")
+    process = subprocess.Popen([sys.executable, str(REPO / "scripts/tune.py"), "--config", "search.yaml",
+                                "--no-progress", "--no-refit", "--engine", "lightning"], cwd=workdir,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120  # bounds a hung subprocess only
+    while not (out / "study.db").exists() and process.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    study = None
+    while process.poll() is None and time.monotonic() < end:
+        try:
+            study = optuna.load_study(study_name="tiny_search", storage=f"sqlite:///{out / 'study.db'}")
+            if study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+                break
+        except Exception:  # tables not created yet
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines() == [
+        "interrupted: search 'tiny_search' stopped; its finished trials are kept in reports/tiny_search/study.db; "
+        "continue with the same command and --resume"]
+    assert not (out / "summary.md").exists()  # the stale report went when the search started
+    study = optuna.load_study(study_name="tiny_search", storage=f"sqlite:///{out / 'study.db'}")
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))  # the interrupted trial: failed
+    _tune(workdir / "search.yaml", "--no-refit", "--resume", "--engine", "lightning")
+    trials = pd.read_csv(out / "trials.csv")
+    assert sorted(trials.loc[trials["state"] == "complete", "width"]) == [4, 8]

@@ -135,7 +135,13 @@ class LitBasicsCLI(LightningCLI):
         if hidden and all(isinstance(h, int) and h > 0 for h in hidden) and all(
                 isinstance(b, int) and b > 0 for b in (batch, eval_batch)):
             check_fits(hidden, batch, eval_batch, config.trainer.get("accelerator"), self.subcommand == "fit")
-        super().instantiate_classes()
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            found, path = find_config_error(err), config.get("ckpt_path")
+            if found is None or not path:
+                raise
+            raise ConfigError(f"checkpoint {str(path)!r} does not fit this run: {found}") from None
 
     def check_checkpoint(self, subcommand: str) -> None:
         """test/predict/validate need a checkpoint; any checkpoint must match this run's data and model."""

@@ -1,0 +1,67 @@
+"""A checkpoint carries its run's identity: the right one still tests and predicts, a transfer needs the flag."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lit_basics.checkpoints import data_identity, epochs_done
+from lit_basics.memory import estimate_bytes
+
+from .conftest import config, run_cli
+
+
+@pytest.fixture
+def iris_ckpt(iris_run, workdir):
+    path = workdir / "iris.ckpt"
+    shutil.copyfile(iris_run["root"] / iris_run["best_model_path"], path)
+    return path
+
+
+def test_a_checkpoint_records_data_identity_and_architecture_as_plain_values(iris_ckpt):
+    checkpoint = torch.load(iris_ckpt, weights_only=True)
+    assert data_identity(checkpoint) == {"dataset": "iris", "source": None, "task": "classification",
+                                         "num_features": 4, "feature_names": None, "classes": [0, 1, 2]}
+    assert checkpoint["hyper_parameters"]["hidden_sizes"] == [16, 16]
+    assert epochs_done(checkpoint) >= 1
+
+
+def test_the_right_checkpoint_still_tests_and_predicts(iris_run, iris_ckpt, workdir, capsys):
+    tested = run_cli("test", "--config", config("iris"), "--ckpt_path", str(iris_ckpt))
+    assert tested["test/acc"] == pytest.approx(iris_run["test/acc"])  # the trained weights, not random ones
+    run_cli("predict", "--config", config("iris"), "--ckpt_path", str(iris_ckpt))
+    written = capsys.readouterr().out
+    path = written.split("-> ")[-1].split()[0]
+    assert len(pd.read_csv(path)) == 45
+    assert "transfer:" not in capsys.readouterr().err
+
+
+def test_a_deliberate_transfer_runs_with_the_flag_and_says_what_differs(iris_ckpt, workdir, capsys):
+    rng = np.random.default_rng(1)
+    rows = [",".join(f"{v:.3f}" for v in rng.normal(size=4)) + f",{i % 3}" for i in range(60)]
+    table = workdir / "four.csv"
+    table.write_text("p,q,r,s,label\n" + "\n".join(rows) + "\n")
+    args = ["--config", config("csv"), f"--data.path={table}", "--ckpt_path", str(iris_ckpt)]
+    with pytest.raises(SystemExit):
+        run_cli("test", *args)
+    capsys.readouterr()
+    tested = run_cli("test", *args, "--allow_transfer=true")
+    err = capsys.readouterr().err
+    assert "transfer: checkpoint" in err and "was trained on iris" in err and "csv file four.csv" in err
+    assert 0.0 <= tested["test/acc"] <= 1.0
+
+
+def test_resume_continues_when_max_epochs_is_raised(iris_run, workdir):
+    last = iris_run["root"] / iris_run["log_dir"] / "checkpoints" / "last.ckpt"
+    done = epochs_done(torch.load(last, weights_only=True))
+    resumed = run_cli("fit", "--config", config("iris"), "--ckpt_path", str(last), f"--trainer.max_epochs={done + 2}",
+                      "--trainer.callbacks=[]")
+    assert len(resumed["history"]) == done + 2
+
+
+def test_memory_estimate_counts_parameters_and_activations():
+    params, needed = estimate_bytes(4, [10], 3, batch_size=8, eval_batch_size=16, training=True)
+    assert params == 4 * 10 + 10 + 10 * 3 + 3
+    assert needed == 4 * (params * 4 + max(8 * 10 * 3, 16 * 10 * 2))
