@@ -122,7 +122,7 @@ def test_pipeline_with_column_transformer_composes_with_sklearn_tools():
     ({"loss": "hinge"}, None),
     ({"hidden_layer_sizes": []}, r"hidden_layer_sizes=\[\] must be"),
     ({"learning_rate_init": 0.0}, "learning_rate_init=0.0 must be > 0"),
-    ({"tol": 1e-4}, "tol=0.0001 is not supported"),
+    ({"tol": -1.0}, "tol=-1.0 must be a number >= 0"),
     ({"device": "tpu"}, "device='tpu' is not a torch device"),
 ])
 def test_bad_parameters_fail_with_one_line_naming_them(params, message):
@@ -152,6 +152,15 @@ def test_early_stopping_records_validation_scores_and_stops():
     clf = FNNClassifier(**{**IRIS_FNN, "max_iter": 300, "early_stopping": True, "n_iter_no_change": 3}).fit(X, y)
     assert clf.n_iter_ < 300 and len(clf.validation_scores_) == len(clf.loss_curve_) == clf.n_iter_
     assert clf.best_validation_score_ == max(clf.validation_scores_) and clf.best_loss_ is None
+
+
+def test_a_larger_tol_stops_sooner():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    epochs = [FNNClassifier(**{**IRIS_FNN, "max_iter": 300, "n_iter_no_change": 5, "tol": tol}).fit(X, y).n_iter_
+              for tol in (0.0, 0.05)]
+    assert epochs[1] < epochs[0]
 
 
 def test_to_config_trains_the_same_network_with_train_py(workdir):

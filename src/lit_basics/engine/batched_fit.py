@@ -51,6 +51,7 @@ def fit_group(
     batch_size: int | list[int] = 32,
     max_epochs: int = 50,
     patience: int | None = None,
+    min_delta: float = 0.0,
     init: str = "pytorch",
     scheduler: str = "none",
     scheduler_kwargs: dict[str, Any] | None = None,
@@ -62,14 +63,14 @@ def fit_group(
     `batch_size` is one for all or one per model, each a multiple of the smallest: the group steps
     through the data in batches of the smallest size, and a model with a k times larger batch sums
     its gradient over k of them before it steps (the same gradient as one batch of its size).
-    Early stopping per model on its validation loss (stop after `patience` epochs without a strict
-    improvement, as Lightning's EarlyStopping); a stopped model is frozen while the others go on, and
-    the stopped models leave the stack once they are a quarter of it (COMPACT_BELOW). `scheduler`
+    Early stopping per model on its validation loss (stop after `patience` epochs without an
+    improvement by more than `min_delta`, as Lightning's EarlyStopping); a stopped model is frozen while
+    the others go on, and the stopped models leave the stack once they are a quarter of it (COMPACT_BELOW). `scheduler`
     changes each model's learning rate after each epoch's validation, as LitFNN does. The result's
     `layers` are each model's parameters at the end, or at its best validation epoch with `keep_best`.
     """
     fit = _GroupFit(x, y, specs, hidden_sizes, num_classes, activation, alpha, loss, optimizer, batch_size,
-                    max_epochs, init, scheduler, scheduler_kwargs, keep_best)
+                    max_epochs, init, scheduler, scheduler_kwargs, keep_best, min_delta)
     for epoch in range(max_epochs):
         val_loss, val_acc = fit.train_epoch(epoch)
         fit.end_epoch(epoch, val_loss, val_acc, patience)
@@ -90,20 +91,21 @@ class _Scores:
     best_epoch: torch.Tensor
     waited: torch.Tensor  # epochs since the last improvement
     epochs_run: torch.Tensor
+    min_delta: float = 0.0  # an epoch improves when its loss is below the best by more than this
 
     @classmethod
-    def start(cls, m: int, device: torch.device) -> "_Scores":
+    def start(cls, m: int, device: torch.device, min_delta: float) -> "_Scores":
         def zeros():
             return torch.zeros(m, dtype=torch.long, device=device)
 
         return cls(torch.ones(m, dtype=torch.bool, device=device), torch.full((m,), math.inf, device=device),
-                   torch.zeros(m, device=device), zeros(), zeros(), zeros())
+                   torch.zeros(m, device=device), zeros(), zeros(), zeros(), min_delta)
 
     def update(self, val_loss: torch.Tensor, val_acc: torch.Tensor, epoch: int) -> torch.Tensor:
         """Best values, best epoch and epochs without improvement; returns which models improved."""
         active = self.active
         self.epochs_run += active
-        improved = active & (val_loss < self.best_loss)
+        improved = active & (val_loss < self.best_loss - self.min_delta)
         self.best_loss = torch.where(improved, val_loss, self.best_loss)
         self.best_epoch = torch.where(improved, torch.full_like(self.best_epoch, epoch + 1), self.best_epoch)
         self.best_acc = torch.where(active, torch.maximum(self.best_acc, val_acc), self.best_acc)
@@ -111,14 +113,15 @@ class _Scores:
         return improved
 
     def rows(self, rows: torch.Tensor) -> "_Scores":
-        return _Scores(*(getattr(self, f.name)[rows] for f in fields(self)))
+        return _Scores(*(getattr(self, f.name)[rows] for f in fields(self) if f.name != "min_delta"),
+                       min_delta=self.min_delta)
 
 
 class _GroupFit:
     """The state of one group's training: the stacked net, its optimizer, the members, scores and schedules."""
 
     def __init__(self, x, y, specs, hidden_sizes, num_classes, activation, alpha, loss, optimizer, batch_size,
-                 max_epochs, init, scheduler, scheduler_kwargs, keep_best) -> None:
+                 max_epochs, init, scheduler, scheduler_kwargs, keep_best, min_delta) -> None:
         device = x.device
         m = len(specs)
         sizes = hidden_sizes if isinstance(hidden_sizes[0], list | tuple) else [hidden_sizes] * m
@@ -138,7 +141,7 @@ class _GroupFit:
             raise ValueError(f"batch sizes {sorted(set(batch_sizes))} must be multiples of the smallest, {self.micro}")
         self.members = _Members(specs, x, y, batch_sizes, self.micro)
         self.loss, self.num_classes = loss, num_classes
-        self.scores = _Scores.start(m, device)
+        self.scores = _Scores.start(m, device, min_delta)
         self.active = np.ones(m, dtype=bool)  # scores.active on the host: which models step (no sync per step)
         self.index = np.arange(m)  # the original model of each row of the stack
         self.final: dict[str, list] = {k: [0] * m for k in ("best_loss", "best_acc", "best_epoch", "epochs_run")}

@@ -14,7 +14,7 @@ from typing import Any
 
 from lit_basics.errors import ConfigError
 from lit_basics.models.activations import batched_activation
-from lit_basics.models.optimizers import OPTIMIZERS, get_optimizer
+from lit_basics.models.optimizers import batched_optimizer
 
 PER_MODEL = "per model"
 SHARED = "shared by a group"
@@ -57,11 +57,7 @@ def check_batched(settings: dict[str, Any]) -> None:
     if settings["task"] != "classification":
         raise ConfigError("the batched engine trains classification only; use --engine lightning for regression")
     batched_activation(settings["activation"])
-    if get_optimizer(settings["optimizer"]).batched_update is None:
-        supported = ", ".join(sorted(n for n, o in OPTIMIZERS.items() if o.batched_update is not None))
-        raise ConfigError(f"the batched engine has no update for optimizer {settings['optimizer']!r}; "
-                          f"batched: {supported}; use --engine lightning")
-    get_optimizer(settings["optimizer"]).hyperparameters(settings["momentum"], settings["optimizer_kwargs"])
+    batched_optimizer(settings["optimizer"]).hyperparameters(settings["momentum"], settings["optimizer_kwargs"])
 
 
 def model_spec_values(settings: dict[str, Any]) -> dict[str, Any]:

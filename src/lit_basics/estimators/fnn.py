@@ -23,7 +23,7 @@ from lit_basics.errors import ConfigError, check_choice
 from lit_basics.models.activations import batched_activation, get_activation
 from lit_basics.models.fnn import INITS, validate_architecture
 from lit_basics.models.losses import get_loss, predict, probabilities
-from lit_basics.models.optimizers import OPTIMIZERS, get_optimizer, validate_optimization
+from lit_basics.models.optimizers import batched_optimizer, validate_optimization
 
 
 def resolve_device(device: str) -> torch.device:
@@ -39,14 +39,6 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def batched_solver(name: str) -> str:
-    """`name` if the batched engine has its update, else a one-line ConfigError listing those it has."""
-    if get_optimizer(name).batched_update is None:
-        allowed = ", ".join(sorted(n for n, o in OPTIMIZERS.items() if o.batched_update is not None))
-        raise ConfigError(f"the batched engine has no update for solver {name!r}; allowed: {allowed}")
-    return name
-
-
 def _numpy(t: Any) -> np.ndarray:
     return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
@@ -59,6 +51,7 @@ class Plan:
     spec: ModelSpec
     patience: int | None
     keep_best: bool
+    min_delta: float  # an epoch improves when the watched loss falls by more than this (tol)
 
 
 class FNNEstimator(BaseEstimator):
@@ -68,7 +61,7 @@ class FNNEstimator(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate_init=0.001, max_iter=200, momentum=0.9, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, tol=0.0, random_state=None, verbose=False,
+                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None, verbose=False,
                  dropout=0.0, l1=0.0, loss="auto", init="glorot", leaky_relu_alpha=0.01, device="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -110,7 +103,7 @@ class FNNEstimator(BaseEstimator):
         validate_architecture(hidden, self.dropout, self.leaky_relu_alpha)
         batched_activation(self.activation)
         get_loss(self._loss_name(), self._task, num_classes)
-        batched_solver(self.solver)
+        batched_optimizer(self.solver)
         check_choice("init", self.init, INITS)
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
@@ -124,9 +117,8 @@ class FNNEstimator(BaseEstimator):
             raise ConfigError(f"alpha={self.alpha!r} must be >= 0")
         if not 0 < self.validation_fraction < 1:
             raise ConfigError(f"validation_fraction={self.validation_fraction!r} is outside the allowed range (0, 1)")
-        if self.tol != 0:
-            raise ConfigError(f"tol={self.tol!r} is not supported: the batched engine counts epochs without a "
-                              "strict improvement (tol=0)")
+        if not (isinstance(self.tol, int | float) and not isinstance(self.tol, bool) and self.tol >= 0):
+            raise ConfigError(f"tol={self.tol!r} must be a number >= 0")
         validate_optimization(self.solver, self.learning_rate_init, self.momentum, 0.0, self.l1)
         resolve_device(self.device)
 
@@ -160,7 +152,7 @@ class FNNEstimator(BaseEstimator):
                     "device": str(resolve_device(self.device))}
         spec = ModelSpec(train_rows=torch.as_tensor(train), val_rows=torch.as_tensor(val), fold=fold, seed=seed,
                          **model_spec_values(settings))
-        return Plan(settings, spec, patience, bool(self.early_stopping))
+        return Plan(settings, spec, patience, bool(self.early_stopping), float(self.tol))
 
     def _fit_one(self, x: np.ndarray, targets: np.ndarray, labels: np.ndarray) -> "FNNEstimator":
         """Train on (x, targets) with the engine; `labels` are what stratifies the validation split."""
@@ -172,7 +164,7 @@ class FNNEstimator(BaseEstimator):
                            [plan.spec], s["hidden_sizes"], num_classes, activation=s["activation"],
                            alpha=s["leaky_relu_alpha"], loss=s["loss"], optimizer=s["optimizer"],
                            batch_size=s["batch_size"], max_epochs=s["max_epochs"], patience=plan.patience,
-                           init=s["init"], keep_best=plan.keep_best)
+                           min_delta=plan.min_delta, init=s["init"], keep_best=plan.keep_best)
         val_y = targets[plan.spec.val_rows.numpy()]
         self.set_result(result.layers[0], result.history[0], len(plan.spec.train_rows), val_y)
         return self

@@ -23,7 +23,8 @@ from lit_basics.engine.grouping import SHARED, chunk_groups, group_members
 from lit_basics.engine.parallel import default_workers, run_jobs
 from lit_basics.estimators.fnn import FNNEstimator, Plan
 
-GROUP_SHARED = (*SHARED, "patience", "keep_best", "device", "block")  # block: (preprocessing setting, width)
+# block: (preprocessing setting, width)
+GROUP_SHARED = (*SHARED, "patience", "min_delta", "keep_best", "device", "block")
 
 
 class FNNSearchCV(GridSearchCV):
@@ -106,8 +107,8 @@ class FNNSearchCV(GridSearchCV):
                ) -> tuple[list[tuple], list[float]]:
         """Each model's (layers, history) and its share of its group's seconds, in the order of `plans`."""
         merge = torch.cuda.is_available() if self.merge_groups is None else self.merge_groups
-        settings = [{**p.settings, "patience": p.patience, "keep_best": p.keep_best, "block": block}
-                    for p, block in zip(plans, blocks, strict=True)]
+        settings = [{**p.settings, "patience": p.patience, "min_delta": p.min_delta, "keep_best": p.keep_best,
+                     "block": block} for p, block in zip(plans, blocks, strict=True)]
         workers = self.n_jobs if self.n_jobs and self.n_jobs > 0 else default_workers()
         chunks = chunk_groups(group_members(settings, [0], merge, shared=GROUP_SHARED), workers, self.max_models)
         y = torch.as_tensor(targets)
@@ -121,8 +122,8 @@ class FNNSearchCV(GridSearchCV):
                                [settings[i]["hidden_sizes"] for i in members], num_classes,
                                activation=s["activation"], alpha=s["leaky_relu_alpha"], loss=s["loss"],
                                optimizer=s["optimizer"], batch_size=[settings[i]["batch_size"] for i in members],
-                               max_epochs=s["max_epochs"], patience=first.patience, init=s["init"],
-                               keep_best=first.keep_best)
+                               max_epochs=s["max_epochs"], patience=first.patience, min_delta=first.min_delta,
+                               init=s["init"], keep_best=first.keep_best)
             layers = [[(w.cpu().numpy(), b.cpu().numpy()) for w, b in model] for model in result.layers]
             return list(zip(layers, result.history, strict=True)), (time.perf_counter() - started) / len(members)
 

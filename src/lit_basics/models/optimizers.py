@@ -130,6 +130,16 @@ def get_optimizer(name: str) -> Optimizer:
     return OPTIMIZERS[check_choice("optimizer", name, OPTIMIZERS)]
 
 
+def batched_optimizer(name: str) -> Optimizer:
+    """The declaration of `name` if the batched engine has its update, else a one-line ConfigError."""
+    declaration = get_optimizer(name)
+    if declaration.batched_update is None:
+        supported = ", ".join(sorted(n for n, o in OPTIMIZERS.items() if o.batched_update is not None))
+        raise ConfigError(f"the batched engine has no update for optimizer {name!r}; batched: {supported}; "
+                          "use --engine lightning")
+    return declaration
+
+
 def validate_optimization(optimizer: str, lr: float, momentum: float, weight_decay: float, l1: float,
                           optimizer_kwargs: dict[str, float] | None = None) -> dict[str, float]:
     """The optimizer's hyperparameters; ConfigError for an unknown optimizer or an out-of-range value."""
