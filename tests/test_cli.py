@@ -9,6 +9,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_basics.cli import cli_main
+from lit_basics.errors import ConfigError
 from lit_basics.models import ACTIVATIONS, load_model
 
 from .conftest import CONFIGS, config, run_cli
@@ -173,3 +174,13 @@ def test_failure_during_setup_leaves_no_run_folder(workdir, tmp_path):
         run_cli("fit", "--config", config("mnist"), "--data.root", str(missing), "--data.download", "false")
     assert not any(Path("logs").glob("mnist/version_*"))
     assert issubclass(ConfigError, ValueError)
+
+
+def test_load_model_names_a_corrupt_file_in_one_short_line(tmp_path):
+    path = tmp_path / "broken.ckpt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError) as error:
+        load_model(str(path))
+    message = str(error.value)
+    assert "broken.ckpt" in message and "corrupt" in message and "\n" not in message and len(message) < 200
+    assert "weights_only=False" not in message

@@ -6,7 +6,6 @@ task, feature count and names, class labels. `test`, `predict`, `validate` and `
 compare both with what the command line builds before anything runs.
 """
 
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ def describe_checkpoint_error(path: str, err: BaseException) -> ConfigError:
         detail = (f"{mismatch.group(1)} is {mismatch.group(2)} there but {mismatch.group(3)} here"
                   if mismatch else "its weights do not fit this model")
         return ConfigError(f"checkpoint {path!r} is for another architecture: {detail}")
-    if "Weights only load failed" in text or isinstance(err, pickle.UnpicklingError) and "Unsupported" in text:
+    if "Unsupported global" in text:  # a pickled object; "Unsupported operand" is bytes that are no pickle
         return ConfigError(f"checkpoint {path!r} holds objects other than tensors and plain values; "
                            "it was not written by lit-basics and is refused (loading it could run code)")
     if isinstance(err, PermissionError):

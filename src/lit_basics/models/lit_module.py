@@ -296,10 +296,10 @@ class TrainingDiverged(ConfigError):
 
 
 def load_model(checkpoint_path: str) -> LitFNN:
-    """Load a LitFNN checkpoint on the CPU, with a one-line error for a missing or corrupt file."""
+    """Load a LitFNN checkpoint on the CPU (weights only), with a one-line error for a missing or corrupt file."""
+    from lit_basics.checkpoints import describe_checkpoint_error
+
     try:
         return LitFNN.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"checkpoint {checkpoint_path!r} does not exist") from None
     except (RuntimeError, EOFError, KeyError, OSError, pickle.UnpicklingError) as err:
-        raise ConfigError(f"checkpoint {checkpoint_path!r} cannot be loaded: {str(err).splitlines()[0]}") from None
+        raise describe_checkpoint_error(checkpoint_path, err) from None
