@@ -38,6 +38,16 @@ def test_the_right_checkpoint_still_tests_and_predicts(iris_run, iris_ckpt, work
     assert "transfer:" not in capsys.readouterr().err
 
 
+def test_model_settings_the_checkpoint_overrides_are_named(iris_run, iris_ckpt, capsys):
+    capsys.readouterr()
+    tested = run_cli("test", "--config", config("iris"), "--ckpt_path", str(iris_ckpt), "--model.hidden_sizes=[32]",
+                     "--model.lr=0.5")
+    assert tested["test/acc"] == pytest.approx(iris_run["test/acc"])  # the checkpoint's [16, 16] network ran
+    note = capsys.readouterr().err
+    assert "note: the checkpoint's model settings are used: hidden_sizes [16, 16] (config: [32])" in note
+    assert "lr 0.01 (config: 0.5)" in note
+
+
 def test_a_deliberate_transfer_runs_with_the_flag_and_says_what_differs(iris_ckpt, workdir, capsys):
     rng = np.random.default_rng(1)
     rows = [",".join(f"{v:.3f}" for v in rng.normal(size=4)) + f",{i % 3}" for i in range(60)]

@@ -48,6 +48,9 @@ for _handler in logging.getLogger("lightning.pytorch").handlers:
     _handler.addFilter(lambda record: "litlogger" not in record.getMessage())
 
 
+LINKED_FROM_DATA = ("input_dim", "num_classes", "task")  # set from the DataModule at instantiation
+
+
 class LitBasicsCLI(LightningCLI):
     """`fit | validate | test | predict` for LitFNN on any DataModule.
 
@@ -86,12 +89,26 @@ class LitBasicsCLI(LightningCLI):
             raise ConfigError(describe_parse_error(err, parser, args)) from None
 
     def _parse_ckpt_path(self) -> None:
-        """LightningCLI reads the checkpoint's hyperparameters before anything runs: same one-line errors."""
+        """LightningCLI puts the checkpoint's model hyperparameters in place of the config's: say which changed.
+
+        The checkpoint's network is the one that runs (its weights fit no other); a value given in a
+        --config file or on the command line that differs is named in one notice line, never dropped
+        silently. Unreadable checkpoints get the same one-line errors as elsewhere.
+        """
+        subcommand = self.config.get("subcommand")
+        before = self.config[subcommand].model.as_dict() if subcommand else {}
         try:
             super()._parse_ckpt_path()
         except Exception as err:
             path = self.config[self.config.subcommand].get("ckpt_path")
             raise describe_checkpoint_error(str(path), err) from None
+        if not subcommand:
+            return
+        after = self.config[subcommand].model.as_dict()
+        changed = [f"{key} {after[key]!r} (config: {before[key]!r})" for key in sorted(after)
+                   if key in before and key not in LINKED_FROM_DATA and after[key] != before[key]]
+        if changed:
+            print(f"note: the checkpoint's model settings are used: {'; '.join(changed)}", file=sys.stderr)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_features", "model.input_dim", apply_on="instantiate")
