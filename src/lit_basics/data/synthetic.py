@@ -42,6 +42,23 @@ class XORDataModule(ArrayDataModule):
             return {split: (x, y) for split in ("train", "val", "test")}
         return super().make_splits(x, y)
 
+    def split_indices(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        if self.variant == "classic":
+            return {split: np.arange(len(y)) for split in ("train", "val", "test")}
+        return super().split_indices(y)
+
+    def training_portion(self, y: np.ndarray) -> np.ndarray:
+        if self.variant == "classic":
+            return np.arange(len(y))
+        return super().training_portion(y)
+
+    def fold_indices(self, y: np.ndarray, portion: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Classic XOR holds nothing out: each fold trains and scores on the 4 points (folds differ by seed)."""
+        if self.variant == "classic":
+            rows = np.arange(len(y))
+            return [(rows, rows)] * self.folds
+        return super().fold_indices(y, portion)
+
 
 class MoonsDataModule(ArrayDataModule):
     """Two interleaving half circles (sklearn.datasets.make_moons)."""

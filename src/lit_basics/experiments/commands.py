@@ -129,3 +129,36 @@ def _interrupt_stops_search(name: str, storage: str):
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def accuracy_main(argv: Sequence[str] | None = None) -> Path:
+    """`accuracy.py [--datasets a,b] [--seeds N] [--quick] [--readme README.md]`; returns reports/accuracy/."""
+    from lit_basics.experiments.accuracy.run import run_accuracy
+    from lit_basics.experiments.accuracy.runner import DATASETS, QUICK_DATASETS
+
+    parser = argparse.ArgumentParser(
+        description="Test accuracy of the shipped configs over split seeds, next to scikit-learn's tuned MLP.")
+    parser.add_argument("--datasets", default=None,
+                        help=f"comma-separated (default: all: {','.join(DATASETS)}; with --quick: "
+                             f"{','.join(QUICK_DATASETS)})")
+    parser.add_argument("--seeds", type=int, default=None, help="split seeds 0..N-1 (default 5; with --quick 2)")
+    parser.add_argument("--quick", action="store_true", help="wiring check: 3 epochs, 2-configuration grid, 2 folds")
+    parser.add_argument("--configs", default="configs", help="folder of the shipped configs (default: configs)")
+    parser.add_argument("--logs", default="logs")
+    parser.add_argument("--reports", default="reports")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--readme", default=None, help="also refresh this README's accuracy section")
+    args = parser.parse_args(argv)
+    datasets = ([d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets is not None
+                else list(QUICK_DATASETS if args.quick else DATASETS))
+    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
+    command = "python scripts/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    try:
+        if args.readme and not Path(args.readme).is_file():
+            raise ConfigError(f"--readme {args.readme!r} is not a file")
+        out = run_accuracy(datasets, seeds, configs=args.configs, logs=args.logs,
+                           reports=args.reports, quick=args.quick, command=command.strip(),
+                           progress=not args.no_progress)
+    except ConfigError as err:
+        _fail(err)
+    return _publish(out / "results.md", "accuracy", args.readme)

@@ -1,0 +1,1 @@
+"""Test accuracy over split seeds: shipped configs next to scikit-learn on the same rows."""

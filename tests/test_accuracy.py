@@ -1,0 +1,100 @@
+"""scripts/accuracy.py: both sides on the same rows, the report's files and verdicts, bad input."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lit_basics.experiments.accuracy.report import CSV_COLUMNS, compare_sides
+from lit_basics.experiments.accuracy.runner import grid_size, plan_datasets, split_rows
+from lit_basics.experiments.commands import accuracy_main
+from lit_basics.experiments.runs import check_args
+from lit_basics.experiments.search.space import load_search
+
+from .conftest import CONFIGS
+
+
+def test_quick_run_writes_csv_markdown_and_readme_section(workdir, capsys):
+    readme = workdir / "README.md"
+    readme.write_text("# project\n")
+    out = accuracy_main(["--quick", "--datasets", "xor,iris,diabetes", "--no-progress", "--configs", str(CONFIGS),
+                         "--readme", str(readme)])
+    with (out / "results.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == CSV_COLUMNS
+    assert len(rows) == 3 * 2 * 2  # data sets x sides x seeds
+    assert {(r["dataset"], r["side"], r["seed"]) for r in rows} == {
+        (d, s, str(seed)) for d in ("xor", "iris", "diabetes") for s in ("ours", "sklearn") for seed in (0, 1)}
+    iris = [r for r in rows if r["dataset"] == "iris"]
+    assert {r["n_test"] for r in iris} == {"45"} and {r["n_train"] for r in iris} == {"105"}
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in iris)
+    diabetes = [r for r in rows if r["dataset"] == "diabetes"]
+    assert all(r["accuracy"] == "" and float(r["rmse"]) > 0 and r["r2"] for r in diabetes)
+    markdown = (out / "results.md").read_text()
+    table = [line for line in markdown.splitlines() if line.startswith("| ") and " | " in line[2:]]
+    assert [line.split(" | ")[:2] for line in table[1:]] == [
+        ["| xor", "accuracy"], ["| iris", "accuracy"], ["| diabetes", "r2"], ["| diabetes", "rmse"]]
+    assert "python scripts/accuracy.py --quick" in markdown
+    text = readme.read_text()
+    assert "<!-- results:accuracy:start -->" in text and "| iris | accuracy |" in text
+    assert not list(Path("reports").glob(".accuracy.*"))
+
+
+def test_sklearn_side_sees_the_rows_of_our_run():
+    (plan,) = plan_datasets(["wine"], CONFIGS)
+    rows = split_rows(plan, seed=3)
+    dm = check_args("wine", ["--config", str(CONFIGS / "wine.yaml"), "--data.init_args.seed=3"]).datamodule
+    dm.setup("fit")
+    x_test, y_test = (t.numpy() for t in dm.tensors["test"])
+    assert np.array_equal(rows.y_test, y_test)
+    scaled = (rows.x_test - dm.scaler[0]) / dm.scaler[1]
+    np.testing.assert_allclose(scaled, x_test, atol=1e-5)
+    assert len(rows.y_portion) == len(dm.tensors["train"][1]) + len(dm.tensors["val"][1])
+    covered = np.sort(np.concatenate([val for _, val in rows.folds]))
+    assert np.array_equal(covered, np.arange(len(rows.y_portion)))
+
+
+def test_sklearn_grid_is_the_search_grid_translated():
+    (plan,) = plan_datasets(["moons"], CONFIGS)
+    search = load_search(CONFIGS / "experiments" / "tune_moons.yaml")
+    assert grid_size(plan.sklearn_grid) == int(np.prod([len(v) for v in search.grid().values()]))
+    assert set(plan.sklearn_grid[0]) == {"hidden_layer_sizes", "activation", "learning_rate_init", "batch_size"}
+    (xor,) = plan_datasets(["xor"], CONFIGS)
+    assert xor.sklearn_fixed["batch_size"] == 4  # not searched: the shipped config's value
+
+
+def test_classic_xor_folds_train_and_score_on_the_four_points():
+    (plan,) = plan_datasets(["xor"], CONFIGS)
+    rows = split_rows(plan, seed=0)
+    assert len(rows.y_portion) == len(rows.y_test) == 4
+    assert all(np.array_equal(tr, np.arange(4)) and np.array_equal(va, np.arange(4)) for tr, va in rows.folds)
+
+
+def test_beyond_noise_compares_the_mean_difference_with_the_seed_spread():
+    rows = [{"dataset": "d", "side": side, "seed": s, "accuracy": acc}
+            for s, (a, b) in enumerate([(0.95, 0.90), (0.97, 0.93), (0.96, 0.91)])
+            for side, acc in (("ours", a), ("sklearn", b))]
+    clear = compare_sides(rows, "d", "accuracy")
+    assert clear["beyond_noise"] and clear["diff"] == pytest.approx(0.0467, abs=1e-3) and clear["p"] < 0.01
+    noisy = [dict(r, accuracy=r["accuracy"] + (0.1 if r["side"] == "sklearn" and r["seed"] == 0 else 0)) for r in rows]
+    assert not compare_sides(noisy, "d", "accuracy")["beyond_noise"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--datasets", "cifar"], "unknown data set 'cifar'; allowed: breast_cancer"),
+    (["--datasets", "iris,iris"], "names a data set twice"),
+    (["--datasets", ""], "--datasets is empty"),
+    (["--seeds", "0"], "--seeds 0 must be >= 1"),
+    (["--configs", "nowhere"], "shipped config 'nowhere/xor.yaml' not found"),
+    (["--readme", "absent.md"], "--readme 'absent.md' is not a file"),
+])
+def test_bad_input_gives_one_line_and_leaves_nothing(workdir, capsys, args, message):
+    configs = [] if "--configs" in args else ["--configs", str(CONFIGS)]
+    with pytest.raises(SystemExit) as info:
+        accuracy_main(["--quick", "--no-progress", *configs, *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not Path("reports").exists() and not list(Path(".").glob("logs/**/*.*"))
