@@ -52,6 +52,9 @@ def bad_files(workdir, iris_run) -> Path:
     (tmp / "lowhigh.yaml").write_text(search.replace("grid", "random") + "n_trials: 2\nspace:\n"
                                       "  model.lr: {low: 0.1, high: 0.01}\n")
     (tmp / "empty_choices.yaml").write_text(search + "space:\n  width: []\n")
+    (tmp / "gelu_batched.yaml").write_text(search + "space:\n  model.activation: [relu, gelu]\n")
+    (tmp / "batched_regression.yaml").write_text(search.replace(config("iris"), config("diabetes"))
+                                                 + "space:\n  width: [4, 8]\n")
     (tmp / "typo_experiment.yaml").write_text(
         f"name: e\nbase: {config('moons')}\nvariants:\n  ok: {{}}\n  typo: {{model.activaton: relu}}\n")
     best = iris_run["root"] / iris_run["best_model_path"]
