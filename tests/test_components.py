@@ -154,6 +154,20 @@ def test_optimizer_hyperparameters_agree(monkeypatch, optimizer):
                                           "lr": 0.02, "optimizer_kwargs": changed})
 
 
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("num_classes", [0, 2, 4])
+def test_a_loss_mean_is_the_mean_of_its_per_sample_values(loss, num_classes):
+    declaration = LOSSES[loss]
+    if ("regression" if num_classes == 0 else "classification") not in declaration.tasks:
+        pytest.skip(f"{loss} does not fit this head")
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 1 if num_classes <= 2 else num_classes)
+    y = torch.randn(3, 6) if num_classes == 0 else torch.randint(0, num_classes, (3, 6))
+    per_sample = declaration.per_sample(logits, y, num_classes)
+    assert per_sample.shape == y.shape
+    torch.testing.assert_close(declaration.mean(logits, y, num_classes), per_sample.mean())
+
+
 def test_the_leaky_slope_changes_the_network():
     x = -torch.rand(4, 3)
     torch.manual_seed(0)

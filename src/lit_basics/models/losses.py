@@ -1,8 +1,9 @@
 """Losses: each declared once, as a per-sample function both engines use; forward always returns logits.
 
-A loss's `per_sample(logits, y, num_classes)` takes logits of any leading shape, (batch, outputs)
-in LitFNN or (models, batch, outputs) in the batched engine, and returns one value per sample;
-LitFNN takes their mean, the batched engine their mean per model. `num_classes` is 0 for
+A loss's `function(logits, y, num_classes, reduction)` takes logits of any leading shape, (batch,
+outputs) in LitFNN or (models, batch, outputs) in the batched engine, and returns one value per
+sample (reduction "none", what the batched engine averages per model) or their mean ("mean", what
+LitFNN minimises; torch's fused reduction where there is one, a step's loss costing half). `num_classes` is 0 for
 regression, 2 for a binary head (one logit), C > 2 for one logit per class. A loss may also give
 its gradient with respect to the logits in closed form (`with_logit_grad`); the batched engine
 otherwise takes it from autograd on the logits alone.
@@ -25,15 +26,22 @@ def output_dim(task: str, num_classes: int) -> int:
     return 1 if task == "regression" or num_classes == 2 else num_classes
 
 
-def _per_class(fn: Callable[..., Tensor], logits: Tensor, y: Tensor, num_classes: int) -> Tensor:
-    """Apply a torch (batch, C) loss with reduction='none' to logits of any leading shape."""
-    return fn(logits.reshape(-1, num_classes), y.reshape(-1), reduction="none").view(y.shape)
+def _reduce(values: Tensor, reduction: str) -> Tensor:
+    return values.mean() if reduction == "mean" else values
 
 
-def _cross_entropy(logits: Tensor, y: Tensor, num_classes: int) -> Tensor:
+def _per_class(fn: Callable[..., Tensor], logits: Tensor, y: Tensor, num_classes: int, reduction: str) -> Tensor:
+    """Apply a torch (batch, C) loss to logits of any leading shape (no reshape, no autograd node, for 2-d ones)."""
+    if logits.dim() == 2:
+        return fn(logits, y, reduction=reduction)
+    values = fn(logits.reshape(-1, num_classes), y.reshape(-1), reduction=reduction)
+    return values if reduction == "mean" else values.view(y.shape)
+
+
+def _cross_entropy(logits: Tensor, y: Tensor, num_classes: int, reduction: str) -> Tensor:
     if num_classes == 2:  # BCE-with-logits on the single logit
-        return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.to(logits.dtype), reduction="none")
-    return _per_class(F.cross_entropy, logits, y, num_classes)
+        return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.to(logits.dtype), reduction=reduction)
+    return _per_class(F.cross_entropy, logits, y, num_classes, reduction)
 
 
 def _cross_entropy_with_grad(logits: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
@@ -57,38 +65,43 @@ def _cross_entropy_with_grad(logits: Tensor, y: Tensor, num_classes: int) -> tup
     return loss, grad
 
 
-def _hinge(logits: Tensor, y: Tensor, num_classes: int) -> Tensor:
+def _hinge(logits: Tensor, y: Tensor, num_classes: int, reduction: str) -> Tensor:
     if num_classes == 2:  # labels {0, 1} -> {-1, +1}, loss max(0, 1 - y f(x))
         signs = 2.0 * y.to(logits.dtype) - 1.0
-        return torch.clamp(1.0 - signs * logits.squeeze(-1), min=0.0)
-    return _per_class(F.multi_margin_loss, logits, y, num_classes)  # Crammer-Singer style multi-class hinge
+        return _reduce(torch.clamp(1.0 - signs * logits.squeeze(-1), min=0.0), reduction)
+    return _per_class(F.multi_margin_loss, logits, y, num_classes, reduction)  # Crammer-Singer style
 
 
-def _mse(logits: Tensor, y: Tensor, num_classes: int) -> Tensor:
+def _mse(logits: Tensor, y: Tensor, num_classes: int, reduction: str) -> Tensor:
     if num_classes == 0:  # regression: one real output
-        return (logits.squeeze(-1) - y.to(logits.dtype)) ** 2
+        return F.mse_loss(logits.squeeze(-1), y.to(logits.dtype), reduction=reduction)
     if num_classes == 2:  # squared error between P(y=1) and the 0/1 label
-        return (torch.sigmoid(logits.squeeze(-1)) - y.to(logits.dtype)) ** 2
+        return F.mse_loss(torch.sigmoid(logits.squeeze(-1)), y.to(logits.dtype), reduction=reduction)
     one_hot = F.one_hot(y, num_classes).to(logits.dtype)
-    return ((torch.softmax(logits, dim=-1) - one_hot) ** 2).mean(-1)
+    return _reduce(((torch.softmax(logits, dim=-1) - one_hot) ** 2).mean(-1), reduction)
 
 
 @dataclass(frozen=True)
 class Loss:
-    """One loss: per-sample values, the tasks it fits, and optionally its closed-form logit gradient.
+    """One loss: its values, the tasks it fits, and optionally its closed-form logit gradient.
 
+    function: (logits, y, num_classes, reduction "none" or "mean") -> per-sample values or their mean.
     with_logit_grad: (logits, y, num_classes) -> (per-sample losses, d loss_i / d logits_i), or None.
     """
 
     name: str
     description: str
-    per_sample: Callable[[Tensor, Tensor, int], Tensor]
+    function: Callable[[Tensor, Tensor, int, str], Tensor]
     tasks: tuple[str, ...] = ("classification",)
     with_logit_grad: Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]] | None = None
 
+    def per_sample(self, logits: Tensor, y: Tensor, num_classes: int) -> Tensor:
+        """One value per sample: the logits' leading shape."""
+        return self.function(logits, y, num_classes, "none")
+
     def mean(self, logits: Tensor, y: Tensor, num_classes: int) -> Tensor:
-        """The batch loss LitFNN minimises."""
-        return self.per_sample(logits, y, num_classes).mean()
+        """The batch loss LitFNN minimises: the mean of the per-sample values."""
+        return self.function(logits, y, num_classes, "mean")
 
 
 LOSSES: dict[str, Loss] = {loss.name: loss for loss in (
