@@ -64,7 +64,7 @@ def metrics_of(rows: list[dict[str, Any]], dataset: str) -> list[str]:
 def results_markdown(rows: list[dict[str, Any]], datasets: list[str], seeds: list[int], footer: str) -> str:
     """The table: one line per data set and metric, with the paired comparison and the goals."""
     lines = [
-        "### Accuracy over split seeds",
+        "# Accuracy over split seeds",
         "",
         f"Test metric, mean ± std over split seeds {', '.join(map(str, seeds))} (`data.seed`, also the run's "
         "seed). **ours**: the shipped `configs/<name>.yaml` through the CLI (trained on the train split, early "
