@@ -1,11 +1,12 @@
 """Train M feedforward networks of one architecture at once: stacked weights, batched matmuls.
 
 Each model has its own training and validation rows (its fold), data order, seed, learning rate,
-weight decay, L1, dropout, momentum and optimizer hyperparameters. A k-fold search spends most of
-its time in Python overhead per step of tiny networks; here one step advances every model, so that
-overhead is shared M ways. What is left per step is kept to a few passes over memory: every
-parameter of every model lives in one (M, P) tensor and every gradient in another, and the
-optimizers are torch's fused kernels (adam, sgd, momentum), called once per distinct learning rate.
+weight decay, L1, dropout, momentum, clipping and optimizer hyperparameters. A k-fold search spends
+most of its time in Python overhead per step of tiny networks; here one step advances every model,
+so that overhead is shared M ways. What is left per step is kept to a few passes over memory: every
+parameter of every model lives in one (M, P) tensor and every gradient in another, and each
+optimizer's batched update (models/optimizers.py: torch's fused kernels where torch has them) runs
+once per distinct learning rate and hyperparameters.
 Backpropagation through the stack is written out (two batched matmuls and a bias sum per layer,
 their gradients copied into the buffer): for networks this small, autograd's graph, its nodes and
 its gradient accumulation cost as much as the arithmetic.
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from lit_basics.models.activations import batched_activation
 from lit_basics.models.fnn import FNN
-from lit_basics.models.optimizers import UpdateRows, get_optimizer
+from lit_basics.models.optimizers import UpdateRows, batched_optimizer
 
 ALIGN = 16  # layer widths are padded to a multiple of this: 16 float32 = one AVX-512 register
 
@@ -139,10 +140,9 @@ class BatchedMLP:
     def layers(self, i: int, flat: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Model i's (weight, bias) per layer without padding, shaped as nn.Linear's; from `flat` when given
         (a tensor of the same (M, P) layout, such as a copy of the parameters at a best epoch)."""
-        row = self.flat[i] if flat is None else flat[i]
+        row, sizes = (self.flat if flat is None else flat)[i], self.model_sizes[i]
         out = []
-        for (start, fan_in, fan_out), (real_in, real_out) in zip(self.layout, zip(self.model_sizes[i][:-1],
-                                                                  self.model_sizes[i][1:], strict=True), strict=True):
+        for (start, fan_in, fan_out), real_in, real_out in zip(self.layout, sizes[:-1], sizes[1:], strict=True):
             w = row[start : start + fan_in * fan_out].view(fan_in, fan_out)
             b = row[start + fan_in * fan_out : start + fan_in * fan_out + fan_out]
             out.append((w[:real_in, :real_out].T, b[:real_out]))
@@ -241,9 +241,7 @@ class BatchedOptimizer:
     def __init__(self, name: str, model: BatchedMLP, lr: torch.Tensor, weight_decay: torch.Tensor,
                  momentum: torch.Tensor, l1: torch.Tensor | None = None,
                  optimizer_kwargs: list[dict[str, float]] | None = None, clip: torch.Tensor | None = None) -> None:
-        self.declaration = get_optimizer(name)
-        if self.declaration.batched_update is None:
-            raise ValueError(f"optimizer {name!r} has no batched update")
+        self.declaration = batched_optimizer(name)
         self.model = model
         flat = model.flat
         kwargs = optimizer_kwargs or [{}] * flat.shape[0]
