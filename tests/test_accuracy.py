@@ -98,3 +98,14 @@ def test_bad_input_gives_one_line_and_leaves_nothing(workdir, capsys, args, mess
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not Path("reports").exists() and not list(Path(".").glob("logs/**/*.*"))
+
+
+def test_every_data_set_has_a_search_on_its_default_split_and_a_translatable_grid():
+    from lit_basics.experiments.accuracy.runner import DATASETS
+
+    plans = plan_datasets(list(DATASETS), CONFIGS)
+    for plan in plans:
+        default_seed = check_args(plan.name, ["--config", str(plan.config)]).datamodule.seed
+        assert plan.search.seed == default_seed, plan.name
+        assert plan.search.base.resolve() == plan.config.resolve(), plan.name
+        assert grid_size(plan.sklearn_grid) == int(np.prod([len(v) for v in plan.search.grid().values()]))
