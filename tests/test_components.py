@@ -90,8 +90,8 @@ def batched_history(settings: dict, x, y, spec: ModelSpec, epochs: int, batch: i
                     masks: list[torch.Tensor]):
     original = BatchedMLP.dropout_scale
 
-    def recording(self, shape, generator):
-        scale = original(self, shape, generator)
+    def recording(self, layer, shape, rows):
+        scale = original(self, layer, shape, rows)
         masks.append((scale != 0).float())
         return scale
 
@@ -201,6 +201,31 @@ def test_litfnn_trains_the_activations_the_batched_engine_lacks(activation):
     model._direct_steps = True
     losses = [float(model._optimizer_step(optimizer, x, y)) for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("batch_sizes", [[16, 16, 16], [8, 16, 32]])
+def test_a_model_with_dropout_trains_alike_alone_and_in_any_group(batch_sizes):
+    """Its masks come from its own seed: not from its neighbours, its padding or the steps its batch is split into."""
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 120, 5), torch.randint(0, 3, (120,))
+    rows = torch.arange(120)
+    specs = [ModelSpec(train_rows=rows[:n], val_rows=rows[100:], lr=0.01, dropout=p, seed=s)
+             for s, n, p in ((7, 90, 0.3), (8, 100, 0.5), (9, 77, 0.0))]
+    widths = [[12, 6], [20, 9], [5, 5]]
+
+    def fit(members):
+        return fit_group(x, y, [specs[i] for i in members], [widths[i] for i in members], 3,
+                         batch_size=[batch_sizes[i] for i in members], max_epochs=3)
+
+    def losses(history):
+        return [value for row in history for value in (row["train/loss"], row["val/loss"])]
+
+    together = fit([0, 1, 2])
+    reversed_group = fit([2, 1, 0])
+    for i in range(3):
+        alone = losses(fit([i]).history[0])
+        assert losses(together.history[i]) == pytest.approx(alone, abs=1e-5)
+        assert losses(reversed_group.history[2 - i]) == pytest.approx(alone, abs=1e-5)
 
 
 def test_no_model_stepping_in_a_step_is_not_a_crash():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from lit_basics.estimators import FNNClassifier, FNNRegressor
+from lit_basics.estimators import FNNClassifier, FNNRegressor, FNNSearchCV
 
 TINY = {"hidden_layer_sizes": (16,), "max_iter": 20, "learning_rate_init": 0.02, "batch_size": 32,
         "random_state": 0, "device": "cpu"}
@@ -177,3 +177,26 @@ def test_to_config_trains_the_same_network_with_train_py(workdir):
     assert saved["model"]["hidden_sizes"] == [16, 8] and saved["model"]["optimizer"] == "momentum"
     assert saved["model"]["weight_decay"] == 0.02 and saved["data"]["init_args"]["batch_size"] == 16
     assert saved["trainer"]["max_epochs"] == 2 and saved["seed_everything"] == 3
+
+
+def test_search_refuses_an_error_score_it_would_not_honour():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="error_score=nan is not supported; allowed: 'raise'"):
+        FNNSearchCV(FNNClassifier(**IRIS_FNN), {"alpha": [0.0]}, cv=2, error_score=np.nan).fit(X, y)
+
+
+def test_a_searched_candidate_with_dropout_scores_as_its_separate_fit():
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    X, y = load_iris(return_X_y=True)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    base = FNNClassifier(**{**IRIS_FNN, "dropout": 0.3})
+    search = FNNSearchCV(base, {"hidden_layer_sizes": [(8,), (16,)], "learning_rate_init": [0.02, 0.05]}, cv=cv,
+                         n_jobs=1).fit(X, y)
+    for i, params in enumerate(search.cv_results_["params"]):
+        separate = cross_val_score(FNNClassifier(**{**IRIS_FNN, "dropout": 0.3, **params}), X, y, cv=cv)
+        np.testing.assert_allclose([search.cv_results_[f"split{k}_test_score"][i] for k in range(3)], separate,
+                                   atol=1e-6)

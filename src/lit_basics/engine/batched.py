@@ -23,6 +23,7 @@ from lit_basics.models.fnn import FNN
 from lit_basics.models.optimizers import UpdateRows, batched_optimizer
 
 ALIGN = 16  # layer widths are padded to a multiple of this: 16 float32 = one AVX-512 register
+DROPOUT_STREAM = 0x5DEECE66D  # added to a model's seed for its dropout generator: a stream apart from its init
 
 
 def _aligned(width: int) -> int:
@@ -86,6 +87,8 @@ class BatchedMLP:
         self.dropping = bool((dropout > 0).any())
         self.out_features = sizes[-1]  # the output width before padding (set by from_modules)
         self.model_sizes = [list(sizes)] * flat.shape[0]  # each model's own layer sizes
+        self.generators: list[torch.Generator | None] = [None] * flat.shape[0]  # see seed_dropout
+        self._masks: list[list[torch.Tensor]] = [[] for _ in range(flat.shape[0])]  # each model's current batch
         self._saved: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] | None = None
         self._bind(flat.detach().clone())
 
@@ -162,17 +165,27 @@ class BatchedMLP:
         if self.param_mask is not None:
             self.param_mask = self.param_mask[rows]
         self.model_sizes = [self.model_sizes[i] for i in rows.tolist()]
+        self.generators = [self.generators[i] for i in rows.tolist()]
+        self._masks = [self._masks[i] for i in rows.tolist()]
         self._bind(self.flat[rows])
 
     @property
     def parameters(self) -> list[torch.Tensor]:
         return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
 
-    def __call__(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    def seed_dropout(self, seeds: list[int]) -> None:
+        """One dropout generator per model that drops units, seeded from the model's own seed."""
+        device = self.flat.device
+        self.generators = [torch.Generator(device=device).manual_seed((seed + DROPOUT_STREAM) % 2**63) if p > 0
+                           else None for seed, p in zip(seeds, self.dropout.tolist(), strict=True)]
+
+    def __call__(self, x: torch.Tensor, train: bool = False, rows: list[tuple[int, int, int]] | None = None
+                 ) -> torch.Tensor:
         """x: (M, batch, input_dim) -> (M, batch, output_dim) logits.
 
         With `train`, dropout applies and what `backward` needs is kept: each layer's input, and each
-        hidden layer's activation output and dropout scale.
+        hidden layer's activation output and dropout scale. `rows`: where this step lies in each
+        model's batch, for dropout (see dropout_scale).
         """
         last = len(self.layout) - 1
         dropping = train and self.dropping
@@ -184,16 +197,33 @@ class BatchedMLP:
             if i < last:
                 x = out = self.activation(x)
                 if dropping:
-                    scale = self.dropout_scale(x.shape, generator)
+                    scale = self.dropout_scale(i, x.shape, rows)
                     x = x * scale
             saved.append((layer_input, out, scale))
         self._saved = saved if train else None
         return x[..., : self.out_features]
 
-    def dropout_scale(self, shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
-        """(M, batch, width) inverted-dropout factors: kept units 1 / (1 - p), dropped ones 0, as nn.Dropout."""
-        keep = 1.0 - self.dropout.view(-1, 1, 1)
-        return (torch.rand(shape, device=self.flat.device, generator=generator) < keep) / keep
+    def dropout_scale(self, layer: int, shape: torch.Size, rows: list[tuple[int, int, int]] | None) -> torch.Tensor:
+        """(M, batch, width) inverted-dropout factors of hidden layer `layer`: kept units 1 / (1 - p), dropped
+        ones 0, as nn.Dropout.
+
+        A model's masks do not depend on the group it trains in (its neighbours, padding, or the steps
+        its batch is split into): at the start of each of its batches it draws, from its own generator,
+        every hidden layer's mask for that batch's real rows and its own units; steps take their rows
+        from them. `rows`: per model (offset of this step in its batch, real rows in this step, real
+        rows in its batch); None: each model's batch is this step.
+        """
+        scale = torch.ones(shape, device=self.flat.device)
+        for i, (generator, p) in enumerate(zip(self.generators, self.dropout.tolist(), strict=True)):
+            offset, n, batch = (0, shape[1], shape[1]) if rows is None else rows[i]
+            if generator is None or n == 0:
+                continue
+            if layer == 0 and offset == 0:
+                self._masks[i] = [torch.rand((batch, width), device=self.flat.device, generator=generator) >= p
+                                  for width in self.model_sizes[i][1:-1]]
+            kept = self._masks[i][layer][offset : offset + n]
+            scale[i, :n, : kept.shape[1]] = kept / (1.0 - p)
+        return scale
 
     def zero_grad(self, rows: np.ndarray) -> None:
         """Zero the gradient of the models `rows`."""

@@ -149,7 +149,7 @@ class _GroupFit:
         self.layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(m)]
         self.best_flat = self.net.flat.clone() if keep_best else None  # (M, P): each model's best parameters
         self.schedules = _Schedules(scheduler, scheduler_kwargs, max_epochs, self.opt.lr)
-        self.generator = torch.Generator(device=device).manual_seed(specs[0].seed)
+        self.net.seed_dropout([spec.seed for spec in specs])
         self.x_rows, self.y_rows = x.reshape(-1, x.shape[-1]), y.repeat(x.shape[0])  # row r of fold f: f * n + r
         self.x_epoch = self.y_epoch = None
 
@@ -180,7 +180,8 @@ class _GroupFit:
         for step, (xb, yb, row_weight) in enumerate(batches):
             if self.x_epoch is None:
                 xb = self.x_rows[xb]  # this step's rows (order's slice), gathered now
-            logits = net(xb, train=True, generator=self.generator)  # (M, B, outputs)
+            rows = members.real_rows[step] if net.dropping else None
+            logits = net(xb, train=True, rows=rows)  # (M, B, outputs)
             per_sample, d_logits = loss_with_grad(self.loss, logits, yb, self.num_classes)
             net.backward(d_logits.mul_(row_weight), accumulate=carried)
             per_sample_losses.append(per_sample)
@@ -301,6 +302,12 @@ class _Members:
         batch_rows = np.minimum(sizes[:, None], counts[:, None] - batch_start)
         weight = np.where(position < counts[:, None], 1.0 / np.maximum(batch_rows, 1), 0.0)
         self.row_weight = torch.as_tensor(weight[..., None], dtype=x.dtype, device=device).split(micro, 1)  # per step
+        start = np.arange(steps)[:, None] * micro  # (steps, 1): the first row of each step
+        batch_start = start // sizes * sizes  # (steps, M): the first row of each model's current batch
+        real = np.clip(counts - start, 0, micro)
+        in_batch = np.clip(np.minimum(sizes, counts - batch_start), 0, None)
+        # per step and model, for dropout: (offset in its batch, real rows now, real rows in its batch)
+        self.real_rows = np.stack([start - batch_start, real, in_batch], -1).tolist()
         val_rows = _padded([s.val_rows for s in specs], device)
         self.val_mask = (val_rows >= 0).to(x.dtype)
         self.x_val, self.y_val = x[folds[:, None], val_rows.clamp(min=0)], y[val_rows.clamp(min=0)]

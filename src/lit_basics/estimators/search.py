@@ -31,13 +31,14 @@ class FNNSearchCV(GridSearchCV):
     """Exhaustive search over `param_grid` for an FNN estimator or a Pipeline ending in one.
 
     `n_jobs`: worker processes for independent groups (None: one per CPU core; 1 on a GPU).
-    `merge_groups` (None: on a GPU only) and `max_models` as tune.py's batched engine. The models of
-    one group share one dropout generator, so with dropout > 0 a candidate's scores differ (within
-    noise) from a separate fit's; without dropout they are the same up to float rounding.
+    `merge_groups` (None: on a GPU only) and `max_models` as tune.py's batched engine. Each model
+    draws its dropout masks from its own seed, so a candidate's fold scores are those of a separate
+    fit up to float rounding. `error_score`: only "raise" (a failed fit stops the search with its
+    error); scoring a failed candidate as a number would hide it.
     """
 
     def __init__(self, estimator, param_grid, *, scoring=None, n_jobs=None, refit=True, cv=None, verbose=0,
-                 error_score=np.nan, return_train_score=False, merge_groups=None, max_models=256):
+                 error_score="raise", return_train_score=False, merge_groups=None, max_models=256):
         super().__init__(estimator, param_grid, scoring=scoring, n_jobs=n_jobs, refit=refit, cv=cv, verbose=verbose,
                          error_score=error_score, return_train_score=return_train_score)
         self.merge_groups = merge_groups
@@ -74,6 +75,8 @@ class FNNSearchCV(GridSearchCV):
             raise ValueError(f"FNNSearchCV.fit takes no fit parameters; got {', '.join(sorted(params))}")
         if y is None:
             raise ValueError("FNNSearchCV requires y to be passed, but the target y is None")
+        if not (isinstance(self.error_score, str) and self.error_score == "raise"):
+            raise ValueError(f"error_score={self.error_score!r} is not supported; allowed: 'raise'")
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
         prep, name, fnn = self._split_estimator()

@@ -37,7 +37,8 @@ class FoldRunner(Protocol):
 def fold_seed(seed: int, fold: int) -> int:
     """The seed of fold `fold` in a search seeded `seed`, the same in both engines: it draws the fold
     model's initial weights (torch's global seed before the network is built) and its batch order
-    (the data's shuffle seed); the batched engine also seeds its dropout masks with it."""
+    (the data's shuffle seed); the batched engine also draws each model's dropout masks from it
+    (LitFNN draws them from torch's global generator, seeded with it too)."""
     return seed + fold
 
 
