@@ -297,3 +297,37 @@ def test_the_readme_tables_list_every_component():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert readme_with_components(readme) == readme, "README's component tables are stale: run make components-doc"
+
+
+def test_a_diverging_configuration_fails_its_trial_in_both_search_engines(workdir):
+    """A learning rate far too large: the trial is recorded as failed (not ranked), the search goes on."""
+    import pandas as pd
+
+    from lit_basics.experiments.commands import tune_main
+
+    from .conftest import config
+
+    for engine in ("batched", "lightning"):
+        search = workdir / f"{engine}.yaml"
+        search.write_text(f"name: diverge_{engine}\nbase: {config('iris')}\nsampler: grid\nfolds: 2\n"
+                          "common:\n  trainer.max_epochs: 3\n  model.optimizer: sgd\n"
+                          "space:\n  model.lr: [0.05, 1.0e+12]\n")
+        out = tune_main(["--config", str(search), "--engine", engine, "--no-refit"])
+        trials = pd.read_csv(out / "trials.csv")
+        failed = trials[trials["state"] == "fail"]
+        assert len(failed) == 1 and failed["lr"].iloc[0] == 1e12, engine
+        assert failed["diverged"].iloc[0].startswith("fold"), engine
+        assert "0.05" in (out / "summary.md").read_text()
+
+
+def test_every_configuration_diverging_is_one_line(workdir):
+    from lit_basics.experiments.commands import tune_main
+
+    from .conftest import config
+
+    search = workdir / "all.yaml"
+    search.write_text(f"name: all_diverge\nbase: {config('iris')}\nsampler: grid\nfolds: 2\n"
+                      "common:\n  trainer.max_epochs: 2\n  model.optimizer: sgd\nspace:\n  model.lr: [1.0e+12]\n")
+    with pytest.raises(SystemExit) as stop:
+        tune_main(["--config", str(search)])
+    assert stop.value.code == 2

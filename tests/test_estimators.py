@@ -200,3 +200,14 @@ def test_a_searched_candidate_with_dropout_scores_as_its_separate_fit():
         separate = cross_val_score(FNNClassifier(**{**IRIS_FNN, "dropout": 0.3, **params}), X, y, cv=cv)
         np.testing.assert_allclose([search.cv_results_[f"split{k}_test_score"][i] for k in range(3)], separate,
                                    atol=1e-6)
+
+
+def test_a_diverging_fit_raises_as_mlpclassifier_does():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match=r"training diverged at epoch 1 .* lower learning_rate_init=1000000000000.0"):
+        FNNClassifier(**{**IRIS_FNN, "solver": "sgd", "learning_rate_init": 1e12}).fit(X, y)
+    with pytest.raises(ValueError, match=r"candidate .*1000000000000.0.* on fold 0: training diverged"):
+        FNNSearchCV(FNNClassifier(**{**IRIS_FNN, "solver": "sgd"}), {"learning_rate_init": [0.01, 1e12]}, cv=2,
+                    n_jobs=1).fit(X, y)

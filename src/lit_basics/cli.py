@@ -136,7 +136,7 @@ class LitBasicsCLI(LightningCLI):
                               else getattr(data_class, "name", data_class.__name__.lower()))
         set_torch_threads(config.get("torch_threads") or 0)
         check_logger_folder(init_args)
-        if self.subcommand == "fit":
+        if self.subcommand in ("fit", None):  # None: run=False, a fit that compare.py or tune.py runs
             check_max_epochs(config.trainer)
         if config.get("ckpt_path") == "last":
             resume_last(config)

@@ -58,6 +58,7 @@ class GroupResult:
     history: list[list[dict[str, float]]] = field(default_factory=list)
     # each model's parameters at the end (or at its best epoch, with keep_best): (weight (out, in), bias) per layer
     layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=list)
+    diverged: list[bool] = field(default_factory=list)  # its training loss became NaN or infinite: it stopped there
 
 
 class BatchedMLP:

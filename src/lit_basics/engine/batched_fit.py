@@ -69,6 +69,8 @@ def fit_group(
     changes each model's learning rate after each epoch's validation, as LitFNN does. The result's
     `layers` are each model's parameters at the end, or at its best validation epoch with `keep_best`.
     """
+    if max_epochs < 1:
+        raise ValueError(f"max_epochs={max_epochs} must be >= 1")
     fit = _GroupFit(x, y, specs, hidden_sizes, num_classes, activation, alpha, loss, optimizer, batch_size,
                     max_epochs, init, scheduler, scheduler_kwargs, keep_best, min_delta)
     for epoch in range(max_epochs):
@@ -91,6 +93,7 @@ class _Scores:
     best_epoch: torch.Tensor
     waited: torch.Tensor  # epochs since the last improvement
     epochs_run: torch.Tensor
+    diverged: torch.Tensor  # (M,) bool: its training loss became NaN or infinite
     min_delta: float = 0.0  # an epoch improves when its loss is below the best by more than this
 
     @classmethod
@@ -99,7 +102,8 @@ class _Scores:
             return torch.zeros(m, dtype=torch.long, device=device)
 
         return cls(torch.ones(m, dtype=torch.bool, device=device), torch.full((m,), math.inf, device=device),
-                   torch.zeros(m, device=device), zeros(), zeros(), zeros(), min_delta)
+                   torch.zeros(m, device=device), zeros(), zeros(), zeros(),
+                   torch.zeros(m, dtype=torch.bool, device=device), min_delta)
 
     def update(self, val_loss: torch.Tensor, val_acc: torch.Tensor, epoch: int) -> torch.Tensor:
         """Best values, best epoch and epochs without improvement; returns which models improved."""
@@ -144,7 +148,8 @@ class _GroupFit:
         self.scores = _Scores.start(m, device, min_delta)
         self.active = np.ones(m, dtype=bool)  # scores.active on the host: which models step (no sync per step)
         self.index = np.arange(m)  # the original model of each row of the stack
-        self.final: dict[str, list] = {k: [0] * m for k in ("best_loss", "best_acc", "best_epoch", "epochs_run")}
+        self.final: dict[str, list] = {k: [0] * m for k in ("best_loss", "best_acc", "best_epoch", "epochs_run",
+                                                             "diverged")}
         self.history: list[list[dict[str, float]]] = [[] for _ in range(m)]
         self.layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(m)]
         self.best_flat = self.net.flat.clone() if keep_best else None  # (M, P): each model's best parameters
@@ -208,9 +213,12 @@ class _GroupFit:
         lrs = self.schedules.step(val_loss.tolist(), was_active)
         if lrs is not None:
             self.opt.set_lr(lrs)
+        diverged = scores.active & ~torch.isfinite(self.train_loss)  # stops there, as LitFNN's fit does
+        scores.diverged |= diverged
+        scores.active &= ~diverged
         if patience is not None:
             scores.active &= scores.waited < patience
-            self.active = scores.active.cpu().numpy().copy()
+        self.active = scores.active.cpu().numpy().copy()
 
     def _record(self, rows: np.ndarray) -> None:
         """Copy the results of stack rows `rows` (a mask) to their original models' places."""
@@ -244,7 +252,7 @@ class _GroupFit:
             self._record(np.ones(len(self.index), dtype=bool))
         final = self.final
         return GroupResult(final["best_loss"], final["best_acc"], final["best_epoch"], final["epochs_run"],
-                           self.history, self.layers)
+                           self.history, self.layers, final["diverged"])
 
 
 def _scheduler(name: str, kwargs: dict[str, Any] | None, max_epochs: int, lr: float) -> Any:

@@ -56,6 +56,9 @@ def check_batched(settings: dict[str, Any]) -> None:
     """Refuse, with one line, a configuration the batched engine cannot train as LitFNN would."""
     if settings["task"] != "classification":
         raise ConfigError("the batched engine trains classification only; use --engine lightning for regression")
+    if not int(settings["max_epochs"]) >= 1:
+        raise ConfigError(f"the batched engine trains a fixed number of epochs: max_epochs={settings['max_epochs']} "
+                          "must be >= 1")
     batched_activation(settings["activation"])
     batched_optimizer(settings["optimizer"]).hyperparameters(settings["momentum"], settings["optimizer_kwargs"])
 

@@ -166,12 +166,15 @@ class FNNEstimator(BaseEstimator):
                            batch_size=s["batch_size"], max_epochs=s["max_epochs"], patience=plan.patience,
                            min_delta=plan.min_delta, init=s["init"], keep_best=plan.keep_best)
         val_y = targets[plan.spec.val_rows.numpy()]
-        self.set_result(result.layers[0], result.history[0], len(plan.spec.train_rows), val_y)
+        self.set_result(result.layers[0], result.history[0], len(plan.spec.train_rows), val_y, result.diverged[0])
         return self
 
     def set_result(self, layers: list[tuple[Any, Any]], history: list[dict[str, float]],
-                   n_train: int, val_y: np.ndarray) -> None:
+                   n_train: int, val_y: np.ndarray, diverged: bool = False) -> None:
         """The fitted attributes from one engine model: its layers (nn.Linear layout) and its epochs."""
+        if diverged:  # as MLPClassifier, which refuses non-finite weights
+            raise ValueError(f"training diverged at epoch {len(history)} (the loss became NaN or infinite); "
+                             f"lower learning_rate_init={self.learning_rate_init!r} or scale the features")
         self.coefs_ = [_numpy(w).T.copy() for w, _ in layers]  # (fan_in, fan_out), as MLPClassifier
         self.intercepts_ = [_numpy(b).copy() for _, b in layers]
         self.n_layers_ = len(layers) + 1

@@ -100,7 +100,12 @@ class FNNSearchCV(GridSearchCV):
             if classes is not None:
                 est.classes_ = classes
             est.n_features_in_ = data.width(split[c][0], k)
-            est.set_result(*fitted[i], n_train=len(plans[i].spec.train_rows), val_y=targets[plans[i].spec.val_rows])
+            layers, history, diverged = fitted[i]
+            spec = plans[i].spec
+            try:
+                est.set_result(layers, history, len(spec.train_rows), targets[spec.val_rows], diverged)
+            except ValueError as err:  # error_score "raise"
+                raise ValueError(f"candidate {candidates[c]} on fold {k}: {err}") from None
             model = est if prep is None else Pipeline([*data.prep(split[c][0], k).steps, (name, est)])
             out.append(self._score(model, X, y, splits[k], scorers, seconds[i] + data.seconds(split[c][0], k)))
         self._finish(X, y, candidates, out, scorers, refit_metric)
@@ -128,7 +133,8 @@ class FNNSearchCV(GridSearchCV):
                                max_epochs=s["max_epochs"], patience=first.patience, min_delta=first.min_delta,
                                init=s["init"], keep_best=first.keep_best)
             layers = [[(w.cpu().numpy(), b.cpu().numpy()) for w, b in model] for model in result.layers]
-            return list(zip(layers, result.history, strict=True)), (time.perf_counter() - started) / len(members)
+            return (list(zip(layers, result.history, result.diverged, strict=True)),
+                    (time.perf_counter() - started) / len(members))
 
         costs = [len(c) * settings[c[0][0]]["max_epochs"] * sum(settings[c[0][0]]["hidden_sizes"]) for c in chunks]
         fitted: list[Any] = [None] * len(plans)

@@ -120,7 +120,7 @@ class BatchedFolds:
         seconds = (time.perf_counter() - started) / len(members)
         return [FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
                            best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds,
-                           history=out.history[i])
+                           history=out.history[i], diverged=out.diverged[i])
                 for i, (_, f) in enumerate(members)]
 
     def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None], params: dict[str, Any] | None = None

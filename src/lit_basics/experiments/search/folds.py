@@ -16,6 +16,8 @@ import lightning as L
 
 from lit_basics.cli import LitBasicsCLI
 from lit_basics.experiments.runs import QUIET, quiet_lightning
+from lit_basics.models import LitFNN
+from lit_basics.models.lit_module import TrainingDiverged
 
 
 @dataclass
@@ -27,6 +29,11 @@ class FoldResult:
     epochs: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch: train/loss, val/loss, val/acc
+    diverged: bool = False  # its training loss became NaN or infinite (both engines stop the fold there)
+
+
+class TrialDiverged(Exception):
+    """A fold of the trial diverged: the trial fails (recorded as such) and the search goes on."""
 
 
 class FoldRunner(Protocol):
@@ -77,14 +84,20 @@ class LightningFolds:
                 L.seed_everything(seed, verbose=False)
                 cli.instantiate_classes()  # after seeding: the fold's initial weights come from its seed
                 started = time.perf_counter()
-                cli.trainer.fit(cli.model, cli.datamodule)
-                result = fold_result(fold, cli.model, time.perf_counter() - started)
+                try:
+                    cli.trainer.fit(cli.model, cli.datamodule)
+                    diverged = False
+                except TrainingDiverged:
+                    diverged = True
+                result = fold_result(fold, cli.model, time.perf_counter() - started, diverged)
                 results.append(result)
                 on_fold(result)
+                if diverged:
+                    break
         return results
 
 
-def fold_result(fold: int, model, seconds: float) -> FoldResult:
+def fold_result(fold: int, model: LitFNN, seconds: float, diverged: bool = False) -> FoldResult:
     history = model.history
     best_row = min(history, key=lambda row: row.get("val/loss", float("inf"))) if history else {}
     score = model.best["hp/best_val_acc"] if model.is_classifier else -model.best["hp/best_val_loss"]
@@ -96,6 +109,7 @@ def fold_result(fold: int, model, seconds: float) -> FoldResult:
         epochs=len(history),
         seconds=seconds,
         history=list(history),
+        diverged=diverged,
     )
 
 

@@ -8,6 +8,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from lit_basics.errors import ConfigError
 from lit_basics.experiments.search.space import SearchSpec
 
 
@@ -25,7 +26,9 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The completed trial ranked first by `rank_key` (what summary.md lists first and the refit trains)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise ValueError("no completed trial")
+        diverged = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("diverged"))
+        raise ConfigError(f"no configuration completed its folds ({diverged} diverged: their training loss became "
+                          "NaN or infinite); lower the learning rates or normalise the data")
     return min(complete, key=lambda t: rank_key(t.value, t.user_attrs.get("std"), t.number))
 
 
@@ -43,6 +46,7 @@ def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
         row["mean"] = trial.value if trial.state == TrialState.COMPLETE else partial
         row["std"] = trial.user_attrs.get("std")
         row["fit_seconds"] = trial.user_attrs.get("fit_seconds")
+        row["diverged"] = trial.user_attrs.get("diverged")  # where its training loss became NaN or infinite
         rows.append(row)
     complete = sorted((r for r in rows if r["state"] == "complete"),
                       key=lambda r: rank_key(r["mean"], r["std"], r["trial"]))

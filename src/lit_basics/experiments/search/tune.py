@@ -17,7 +17,14 @@ from lit_basics.experiments.runs import check_args, fit
 from lit_basics.experiments.search import plots as search_plots
 from lit_basics.experiments.search import report as search_report
 from lit_basics.experiments.search.batched_folds import BatchedFolds
-from lit_basics.experiments.search.folds import FoldResult, FoldRunner, LightningFolds, fold_args, write_fold_runs
+from lit_basics.experiments.search.folds import (
+    FoldResult,
+    FoldRunner,
+    LightningFolds,
+    TrialDiverged,
+    fold_args,
+    write_fold_runs,
+)
 from lit_basics.experiments.search.space import SearchSpec, grid_size
 from lit_basics.experiments.search.study import (
     DONE,
@@ -67,6 +74,8 @@ def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None =
             if fold_logs:
                 write_fold_runs(fold_logs, trial.number, params, [result])
             record_fold(trial, result)
+            if result.diverged:
+                raise TrialDiverged
             if prune:
                 trial.report(statistics.fmean(scores), result.fold)
                 if trial.should_prune():
@@ -86,6 +95,8 @@ def record_fold(trial: optuna.Trial, result: FoldResult) -> None:
     """A fold's score and best epoch, as user attributes of its trial (trials.csv's fold columns)."""
     trial.set_user_attr(f"fold_{result.fold}", result.score)
     trial.set_user_attr(f"best_epoch_{result.fold}", result.best_epoch)
+    if result.diverged:
+        trial.set_user_attr("diverged", f"fold {result.fold}, epoch {result.epochs}")
 
 
 def record_totals(trial: optuna.Trial, scores: list[float], seconds: float) -> None:
@@ -102,11 +113,11 @@ def optimize_until_done(study: optuna.Study, objective, total: int, callbacks: l
     """
     if grid:
         while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(StrayTrial,))
+            study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(StrayTrial, TrialDiverged))
         return
     stop = optuna.study.MaxTrialsCallback(total, states=DONE)
     while (done := count_done(study)) < total:
-        study.optimize(objective, n_trials=total - done, callbacks=[stop, *callbacks], catch=())
+        study.optimize(objective, n_trials=total - done, callbacks=[stop, *callbacks], catch=(TrialDiverged,))
         if count_done(study) == done:
             return
 
@@ -137,7 +148,10 @@ def run_grid_batched(study: optuna.Study, spec: SearchSpec, runner: BatchedFolds
                 record_fold(trial, result)
             scores = [r.score for r in results]
             record_totals(trial, scores, sum(r.seconds for r in results))
-            study.tell(trial, statistics.fmean(scores))
+            if any(r.diverged for r in results):
+                study.tell(trial, state=TrialState.FAIL)  # as a Lightning fold that diverged
+            else:
+                study.tell(trial, statistics.fmean(scores))
             show(study, None)
 
 
