@@ -13,6 +13,13 @@ from lit_basics.memory import estimate_bytes
 from .conftest import config, run_cli
 
 
+def shipped_model() -> dict:
+    """The model section of configs/iris.yaml, which trained the session's iris run."""
+    import yaml
+
+    return yaml.safe_load(open(config("iris")))["model"]
+
+
 @pytest.fixture
 def iris_ckpt(iris_run, workdir):
     path = workdir / "iris.ckpt"
@@ -22,9 +29,11 @@ def iris_ckpt(iris_run, workdir):
 
 def test_a_checkpoint_records_data_identity_and_architecture_as_plain_values(iris_ckpt):
     checkpoint = torch.load(iris_ckpt, weights_only=True)
+    split = {"seed": 42, "val_fraction": 0.2, "test_fraction": 0.3, "standardize": True, "folds": 0, "fold": 0}
     assert data_identity(checkpoint) == {"dataset": "iris", "source": None, "task": "classification",
-                                         "num_features": 4, "feature_names": None, "classes": [0, 1, 2]}
-    assert checkpoint["hyper_parameters"]["hidden_sizes"] == [16, 16]
+                                         "num_features": 4, "feature_names": None, "classes": [0, 1, 2],
+                                         "split": split}
+    assert checkpoint["hyper_parameters"]["hidden_sizes"] == shipped_model()["hidden_sizes"]
     assert epochs_done(checkpoint) >= 1
 
 
@@ -42,10 +51,12 @@ def test_model_settings_the_checkpoint_overrides_are_named(iris_run, iris_ckpt, 
     capsys.readouterr()
     tested = run_cli("test", "--config", config("iris"), "--ckpt_path", str(iris_ckpt), "--model.hidden_sizes=[32]",
                      "--model.lr=0.5")
-    assert tested["test/acc"] == pytest.approx(iris_run["test/acc"])  # the checkpoint's [16, 16] network ran
+    assert tested["test/acc"] == pytest.approx(iris_run["test/acc"])  # the checkpoint's network ran
     note = capsys.readouterr().err
-    assert "note: the checkpoint's model settings are used: hidden_sizes [16, 16] (config: [32])" in note
-    assert "lr 0.01 (config: 0.5)" in note
+    model = shipped_model()
+    assert "note: the checkpoint's model settings are used: " in note
+    assert f"hidden_sizes {model['hidden_sizes']} (config: [32])" in note
+    assert f"lr {model['lr']} (config: 0.5)" in note
 
 
 def test_a_deliberate_transfer_runs_with_the_flag_and_says_what_differs(iris_ckpt, workdir, capsys):

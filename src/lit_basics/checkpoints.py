@@ -75,7 +75,7 @@ def describe_data(identity: dict[str, Any]) -> str:
 
 def data_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Names of the identity fields that differ; a field unknown on either side is not compared."""
-    keys = ("dataset", "source", "task", "num_features", "feature_names", "classes")
+    keys = ("dataset", "source", "task", "num_features", "feature_names", "classes", "split")
     return [k for k in keys if saved.get(k) is not None and current.get(k) is not None and saved[k] != current[k]]
 
 
@@ -106,6 +106,11 @@ def check_run_identity(path: str, checkpoint: dict[str, Any], datamodule: Any, h
     if current is not None and saved is None:
         notes.append(f"checkpoint {path!r} records no data identity (written by an older lit-basics); "
                      f"retrain, or {TRANSFER_HINT}")
+    elif current is not None and data_differences(saved, current) == ["split"]:
+        there, here = saved["split"], current["split"]
+        changed = ", ".join(f"{k}={there[k]} there, {here.get(k)} here" for k in there if there[k] != here.get(k))
+        notes.append(f"checkpoint {path!r} was trained on another split of {saved.get('dataset')} ({changed}): "
+                     "its test rows could include rows it trained on; pass the run's --data settings")
     elif current is not None and data_differences(saved, current):
         notes.append(f"checkpoint {path!r} was trained on {describe_data(saved)}; "
                      f"this run's data is {describe_data(current)}")

@@ -297,7 +297,15 @@ class ArrayDataModule(L.LightningDataModule):
             "num_features": int(self.num_features),
             "feature_names": self.feature_names(),
             "classes": None if self.classes is None else np.asarray(self.classes).tolist(),
+            "split": self.split_settings(),
         }
+
+    def split_settings(self) -> dict[str, Any] | None:
+        """What decides the test rows and the rows preprocessing is fitted on (None: an official split)."""
+        if type(self).load_splits is not ArrayDataModule.load_splits:
+            return None
+        return {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
+                "standardize": self.standardize, "folds": self.folds, "fold": self.fold if self.folds else 0}
 
 
 def take_rows(x: Any, rows: np.ndarray) -> Any:
