@@ -253,6 +253,15 @@ def test_a_fold_scores_its_best_epoch_not_its_last():
     assert result.best_epoch[0] == int(np.argmin(losses)) + 1
 
 
+def test_fit_group_leaves_the_callers_random_generator_alone():
+    x, y, rows = torch.randn(1, 20, 3), torch.randint(0, 2, (20,)), torch.arange(20)
+    torch.manual_seed(123)
+    fit_group(x, y, [ModelSpec(train_rows=rows[:16], val_rows=rows[16:], seed=5)], [4], 2, max_epochs=1)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(3))
+
+
 def test_keep_best_returns_the_parameters_of_the_best_epoch():
     torch.manual_seed(0)
     x, y = torch.randn(1, 120, 4), torch.randint(0, 3, (120,))

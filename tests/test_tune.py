@@ -92,6 +92,21 @@ def test_resume_after_a_finished_search_runs_nothing_new(workdir):
     assert len(optuna.load_study(study_name="tiny_search", storage=db).trials) == before == 2
 
 
+def test_resume_after_the_base_config_or_the_engine_changed_is_refused(workdir, capsys):
+    base = workdir / "iris_copy.yaml"
+    base.write_text(Path(config("iris")).read_text())
+    path = _search(workdir)
+    path.write_text(path.read_text().replace(config("iris"), str(base)))
+    _tune(path, "--no-refit")
+    for extra, change in ((["--engine", "lightning"], "engine=batched, this search has lightning"),
+                          ([], "base_contents=sha256")):
+        if not extra:
+            base.write_text(base.read_text() + "\nseed_everything: 7\n")  # an edited base config
+        with pytest.raises(SystemExit) as stop:
+            _tune(path, "--no-refit", "--resume", *extra)
+        assert stop.value.code == 2 and change in capsys.readouterr().err
+
+
 def test_resume_after_an_interruption_completes_without_repeating(workdir, monkeypatch):
     space = "space:\n  depth: [1]\n  width: [4, 8, 16]\n  model.lr: [0.01]\n  data.init_args.batch_size: [16]\n"
     path = _search(workdir, space)

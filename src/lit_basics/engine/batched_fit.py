@@ -131,9 +131,10 @@ class _GroupFit:
         sizes = hidden_sizes if isinstance(hidden_sizes[0], list | tuple) else [hidden_sizes] * m
         out_dim = output_dim("classification" if num_classes else "regression", num_classes)
         modules = []
-        for spec, widths in zip(specs, sizes, strict=True):
-            torch.manual_seed(spec.seed)  # each model starts as a separate FNN of its own sizes would
-            modules.append(FNN(x.shape[-1], list(widths), out_dim, activation=activation, init=init))
+        with torch.random.fork_rng(devices=[]):  # the caller's global generator is left as it was
+            for spec, widths in zip(specs, sizes, strict=True):
+                torch.manual_seed(spec.seed)  # each model starts as a separate FNN of its own sizes would
+                modules.append(FNN(x.shape[-1], list(widths), out_dim, activation=activation, init=init))
         hp = {k: torch.tensor([getattr(s, k) for s in specs], dtype=x.dtype, device=device)
               for k in ("lr", "weight_decay", "l1", "dropout", "momentum", "grad_clip")}
         self.net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"]).to(device)

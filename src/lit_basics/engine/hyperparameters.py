@@ -7,7 +7,9 @@ classified before any search can use it: never silently ignored by one engine.
 - mergeable: shared unless the search merges groups (widths are zero-padded, batch sizes summed);
 - from the data: linked from the DataModule, the same for every model of a search.
 What the engine cannot train (an activation without a derivative from its output, an optimizer
-without a batched update, regression) is refused by `check_batched` before anything is written.
+without a batched update, a trainer or data setting it would not apply) is refused by `check_batched`
+and `check_base_settings` before anything is written; tune.py's batched search also refuses
+regression (its fold score is an accuracy).
 """
 
 from typing import Any
@@ -46,6 +48,34 @@ SEARCHABLE_SETTINGS = {"data.init_args.batch_size": ("batch_size", MERGEABLE),
                        "trainer.max_epochs": ("max_epochs", SHARED)}
 
 
+# Trainer and data settings whose effect the batched engine does not reproduce: any value but these is refused.
+UNSUPPORTED_SETTINGS: dict[str, tuple[Any, ...]] = {
+    "trainer.min_epochs": (None, 0),
+    "trainer.max_steps": (-1, None),
+    "trainer.max_time": (None,),
+    "trainer.check_val_every_n_epoch": (1, None),
+    "trainer.val_check_interval": (None, 1.0),
+    "trainer.accumulate_grad_batches": (1,),
+    "trainer.gradient_clip_val": (None, 0, 0.0),  # model.gradient_clip_val is the supported one
+    "trainer.limit_train_batches": (None, 1.0),
+    "trainer.limit_val_batches": (None, 1.0),
+    "trainer.overfit_batches": (0, 0.0),
+    "data.init_args.drop_last": (False, None),
+}
+
+
+def check_base_settings(config: Any) -> None:
+    """Refuse, with one line, a trainer or data setting (parsed config) the batched engine would not apply."""
+    for key, allowed in UNSUPPORTED_SETTINGS.items():
+        value = config
+        for part in key.split("."):
+            value = value.get(part) if value is not None else None
+        if value not in allowed:
+            shown = ", ".join(repr(a) for a in allowed if a is not None)
+            raise ConfigError(f"the batched engine does not apply {key}={value!r} (allowed: {shown}); "
+                              "use --engine lightning")
+
+
 def names(kind: str) -> tuple[str, ...]:
     """The hyperparameters (and searchable settings) of one kind, e.g. names(PER_MODEL)."""
     settings = [name for name, k in SEARCHABLE_SETTINGS.values() if k == kind]
@@ -54,8 +84,6 @@ def names(kind: str) -> tuple[str, ...]:
 
 def check_batched(settings: dict[str, Any]) -> None:
     """Refuse, with one line, a configuration the batched engine cannot train as LitFNN would."""
-    if settings["task"] != "classification":
-        raise ConfigError("the batched engine trains classification only; use --engine lightning for regression")
     if not int(settings["max_epochs"]) >= 1:
         raise ConfigError(f"the batched engine trains a fixed number of epochs: max_epochs={settings['max_epochs']} "
                           "must be >= 1")

@@ -31,6 +31,8 @@ def components_markdown() -> str:
     table = ["| hyperparameter | batched engine |", "|---|---|"]
     table += [f"| `model.{name}` | {kind} |" for name, kind in hyperparameters.LITFNN_HYPERPARAMETERS.items()]
     table += [f"| `{key}` | {kind} |" for key, (_, kind) in hyperparameters.SEARCHABLE_SETTINGS.items()]
+    table += [f"| `{key}` | refused unless {' or '.join(repr(a) for a in allowed if a is not None)} |"
+              for key, allowed in hyperparameters.UNSUPPORTED_SETTINGS.items()]
     return "\n".join(rows) + "\n\n" + "\n".join(table)
 
 

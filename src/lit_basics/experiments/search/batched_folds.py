@@ -22,7 +22,12 @@ import torch
 from lit_basics.engine.batched import ModelSpec
 from lit_basics.engine.batched_fit import fit_group
 from lit_basics.engine.grouping import chunk_groups, group_members
-from lit_basics.engine.hyperparameters import SEARCHABLE_SETTINGS, check_batched, model_spec_values
+from lit_basics.engine.hyperparameters import (
+    SEARCHABLE_SETTINGS,
+    check_base_settings,
+    check_batched,
+    model_spec_values,
+)
 from lit_basics.engine.parallel import default_workers, run_jobs
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.runs import check_args
@@ -45,6 +50,7 @@ class BatchedFolds:
         if str(cli.trainer.precision) not in ("32-true", "32"):
             raise ConfigError(f"--engine batched trains in 32-bit precision, not {cli.trainer.precision!r}; "
                               "use --engine lightning for other precisions")
+        check_base_settings(cli.config)
         self.base = {**dict(model.hparams), "batch_size": datamodule.batch_size,
                      "max_epochs": cli.trainer.max_epochs}
         y = datamodule.arrays[1]

@@ -5,11 +5,13 @@ keeps them from running a configuration twice and lets `--resume` finish what a 
 """
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -57,12 +59,15 @@ def make_storage(url: str) -> str | optuna.storages.RDBStorage:
     return storage
 
 
-def search_settings(spec: SearchSpec, data: dict[str, Any] | None) -> dict[str, Any]:
-    """What a study's trials depend on (space, sampler, folds, seed, patience, base config, data), as JSON values."""
+def search_settings(spec: SearchSpec, data: dict[str, Any] | None, engine: str = "batched") -> dict[str, Any]:
+    """What a study's trials depend on (space, sampler, folds, seed, patience, base config and its contents,
+    data, engine), as JSON values."""
     space = {d.name: d.choices if d.choices is not None else {"low": d.low, "high": d.high, "log": d.log,
                                                                 "int": d.integer} for d in spec.space}
+    contents = hashlib.sha256(Path(spec.base).read_bytes()).hexdigest()[:12]
     settings = {"space": space, "sampler": spec.sampler, "folds": spec.folds, "seed": spec.seed,
-                "patience": spec.patience, "base": str(spec.base), "common": spec.common, "data": data}
+                "patience": spec.patience, "base": str(spec.base), "base_contents": f"sha256 {contents}",
+                "common": spec.common, "data": data, "engine": engine}
     return json.loads(json.dumps(settings, default=str))
 
 

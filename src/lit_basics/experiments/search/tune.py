@@ -189,7 +189,7 @@ def run_search(
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     try:
-        study = open_study(spec, storage, resume, search_settings(spec, data))
+        study = open_study(spec, storage, resume, search_settings(spec, data, engine))
     except ConfigError:
         for folder in created:  # leave no empty report folder behind
             if folder.exists() and not any(folder.iterdir()):
