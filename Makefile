@@ -53,5 +53,5 @@ reliability-doc: install
 	p.write_text(t[:t.index(s) + len(s)] + '\n' + c.render_markdown() + '\n' + t[t.index(e):])"
 
 components-doc: install
-	$(PY) -c "import pathlib; from lit_basics.models.components import readme_with_components as r; \
+	$(PY) -c "import pathlib; from lit_basics.readme_tables import readme_with_components as r; \
 	p = pathlib.Path('README.md'); p.write_text(r(p.read_text()))"

@@ -4,23 +4,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_basics.engine.batched import ALIGN, BatchedMLP, BatchedOptimizer, ModelSpec
+from lit_basics.engine.batched import ALIGN, BatchedMLP, ModelSpec
 from lit_basics.engine.batched_fit import fit_group
-from lit_basics.engine.batched_loss import loss_with_grad
+from lit_basics.engine.batched_optimizer import BatchedOptimizer
 from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import LOSSES
 from lit_basics.models.optimizers import OPTIMIZERS, make_optimizer
 
 BATCHED_ACTIVATIONS = sorted(name for name, a in ACTIVATIONS.items() if a.batched)
-BATCHED_OPTIMIZERS = sorted(name for name, o in OPTIMIZERS.items() if o.batched_update is not None)
+BATCHED_OPTIMIZERS = sorted(name for name, o in OPTIMIZERS.items() if o.batched)
 CLASSIFICATION_LOSSES = sorted(name for name, loss in LOSSES.items() if "classification" in loss.tasks)
 
 
 def backpropagate(batched: BatchedMLP, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """One training forward and backward of the batch-mean cross-entropy; the (M,) losses."""
     with torch.no_grad():
-        per_sample, d_logits = loss_with_grad("cross_entropy", batched(x, train=True), y, num_classes)
+        per_sample, d_logits = LOSSES["cross_entropy"].values_and_logit_grad(batched(x, train=True), y, num_classes)
         batched.backward(d_logits / y.shape[1])
     return per_sample.mean(1)
 
@@ -86,7 +86,7 @@ def test_handwritten_backward_matches_autograd(activation, loss):
         parameter.requires_grad_(True)
     expected = torch.autograd.grad(LOSSES[loss].per_sample(forward(), y, 3).mean(1).sum(), batched.parameters)
     with torch.no_grad():
-        _, d_logits = loss_with_grad(loss, forward(), y, 3)
+        _, d_logits = LOSSES[loss].values_and_logit_grad(forward(), y, 3)
         batched.backward(d_logits / 6)
     got = [g for pair in zip(batched.weight_grads, batched.bias_grads, strict=True) for g in pair]
     assert any(bool((g != 0).any()) for g in got)

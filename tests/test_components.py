@@ -24,7 +24,7 @@ from lit_basics.models.optimizers import OPTIMIZERS, SCHEDULERS
 
 BATCHED_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if a.batched)
 LITFNN_ONLY_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if not a.batched)
-BATCHED_OPTIMIZERS = sorted(n for n, o in OPTIMIZERS.items() if o.batched_update is not None)
+BATCHED_OPTIMIZERS = sorted(n for n, o in OPTIMIZERS.items() if o.batched)
 CLASSIFICATION_LOSSES = sorted(n for n, loss in LOSSES.items() if "classification" in loss.tasks)
 
 
@@ -302,7 +302,7 @@ def test_both_search_engines_score_every_fold_alike(params):
 def test_the_readme_tables_list_every_component():
     from pathlib import Path
 
-    from lit_basics.models.components import readme_with_components
+    from lit_basics.readme_tables import readme_with_components
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert readme_with_components(readme) == readme, "README's component tables are stale: run make components-doc"

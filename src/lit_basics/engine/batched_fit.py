@@ -8,11 +8,11 @@ import numpy as np
 import torch
 
 from lit_basics.data.batching import epoch_permutation
-from lit_basics.engine.batched import BatchedMLP, BatchedOptimizer, GroupResult, ModelSpec
-from lit_basics.engine.batched_loss import loss_values, loss_with_grad
+from lit_basics.engine.batched import BatchedMLP, GroupResult, ModelSpec
+from lit_basics.engine.batched_optimizer import BatchedOptimizer
 from lit_basics.errors import check_choice
 from lit_basics.models.fnn import FNN
-from lit_basics.models.losses import output_dim, predict
+from lit_basics.models.losses import LOSSES, Loss, output_dim, predict
 from lit_basics.models.optimizers import SCHEDULERS, make_scheduler
 
 EPOCH_GATHER_LIMIT = 2**25  # floats (128 MB): above it, rows are gathered per step instead of per epoch
@@ -83,6 +83,21 @@ def fit_group(
     return fit.result()
 
 
+def fit_configurations(x: torch.Tensor, y: torch.Tensor, specs: list[ModelSpec], settings: list[dict[str, Any]],
+                       num_classes: int, **options: Any) -> GroupResult:
+    """fit_group for models given as LitFNN-named settings (engine/hyperparameters.py), one dict per model.
+
+    The group's shared values come from the first; widths and batch sizes are per model. `options`:
+    fit_group's stopping arguments (patience, min_delta, keep_best).
+    """
+    first = settings[0]
+    return fit_group(x, y, specs, [list(s["hidden_sizes"]) for s in settings], num_classes,
+                     activation=first["activation"], alpha=first["leaky_relu_alpha"], loss=first["loss"],
+                     optimizer=first["optimizer"], batch_size=[int(s["batch_size"]) for s in settings],
+                     max_epochs=int(first["max_epochs"]), init=first["init"], scheduler=first["scheduler"],
+                     scheduler_kwargs=first["scheduler_kwargs"], **options)
+
+
 @dataclass
 class _Scores:
     """Per model in the stack: whether it still trains, its best validation values and epochs counted."""
@@ -145,7 +160,7 @@ class _GroupFit:
         if any(b % self.micro for b in batch_sizes):
             raise ValueError(f"batch sizes {sorted(set(batch_sizes))} must be multiples of the smallest, {self.micro}")
         self.members = _Members(specs, x, y, batch_sizes, self.micro)
-        self.loss, self.num_classes = loss, num_classes
+        self.loss, self.num_classes = LOSSES[loss], num_classes
         self.scores = _Scores.start(m, device, min_delta)
         self.active = np.ones(m, dtype=bool)  # scores.active on the host: which models step (no sync per step)
         self.index = np.arange(m)  # the original model of each row of the stack
@@ -188,7 +203,7 @@ class _GroupFit:
                 xb = self.x_rows[xb]  # this step's rows (order's slice), gathered now
             rows = members.real_rows[step] if net.dropping else None
             logits = net(xb, train=True, rows=rows)  # (M, B, outputs)
-            per_sample, d_logits = loss_with_grad(self.loss, logits, yb, self.num_classes)
+            per_sample, d_logits = self.loss.values_and_logit_grad(logits, yb, self.num_classes)
             net.backward(d_logits.mul_(row_weight), accumulate=carried)
             per_sample_losses.append(per_sample)
             self.opt.step(stepping[step])
@@ -327,10 +342,10 @@ class _Members:
                         self.micro)
 
 
-def _validate(net: BatchedMLP, members: _Members, loss: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _validate(net: BatchedMLP, members: _Members, loss: Loss, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(M,) validation loss and accuracy (0 for regression) of every model in the stack."""
     logits = net(members.x_val)
-    per_sample = loss_values(loss, logits, members.y_val, num_classes)
+    per_sample = loss.values(logits, members.y_val, num_classes)
     if num_classes:
         correct = (predict(logits, "classification", num_classes) == members.y_val).to(logits.dtype)
     else:  # regression: no accuracy

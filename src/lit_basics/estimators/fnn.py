@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lit_basics.engine.batched import ModelSpec
-from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.batched_fit import fit_configurations
 from lit_basics.engine.hyperparameters import model_spec_values
 from lit_basics.errors import ConfigError, check_choice
 from lit_basics.models.activations import batched_activation, get_activation
@@ -159,12 +159,9 @@ class FNNEstimator(BaseEstimator):
         plan = self.plan(labels)
         device = torch.device(plan.settings["device"])
         num_classes = len(self.classes_) if self._task == "classification" else 0
-        s = plan.settings
-        result = fit_group(torch.as_tensor(x, device=device)[None], torch.as_tensor(targets, device=device),
-                           [plan.spec], s["hidden_sizes"], num_classes, activation=s["activation"],
-                           alpha=s["leaky_relu_alpha"], loss=s["loss"], optimizer=s["optimizer"],
-                           batch_size=s["batch_size"], max_epochs=s["max_epochs"], patience=plan.patience,
-                           min_delta=plan.min_delta, init=s["init"], keep_best=plan.keep_best)
+        result = fit_configurations(torch.as_tensor(x, device=device)[None], torch.as_tensor(targets, device=device),
+                                    [plan.spec], [plan.settings], num_classes, patience=plan.patience,
+                                    min_delta=plan.min_delta, keep_best=plan.keep_best)
         val_y = targets[plan.spec.val_rows.numpy()]
         self.set_result(result.layers[0], result.history[0], len(plan.spec.train_rows), val_y, result.diverged[0])
         return self

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.validation import check_array
 
-from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.batched_fit import fit_configurations
 from lit_basics.engine.grouping import SHARED, chunk_groups, group_members
 from lit_basics.engine.parallel import default_workers, run_jobs
 from lit_basics.estimators.fnn import FNNEstimator, Plan
@@ -126,12 +126,9 @@ class FNNSearchCV(GridSearchCV):
             first, s = plans[members[0]], settings[members[0]]
             started = time.perf_counter()
             device = torch.device(s["device"])
-            result = fit_group(data.x(s["block"], device), y.to(device), [plans[i].spec for i in members],
-                               [settings[i]["hidden_sizes"] for i in members], num_classes,
-                               activation=s["activation"], alpha=s["leaky_relu_alpha"], loss=s["loss"],
-                               optimizer=s["optimizer"], batch_size=[settings[i]["batch_size"] for i in members],
-                               max_epochs=s["max_epochs"], patience=first.patience, min_delta=first.min_delta,
-                               init=s["init"], keep_best=first.keep_best)
+            result = fit_configurations(data.x(s["block"], device), y.to(device), [plans[i].spec for i in members],
+                                        [settings[i] for i in members], num_classes, patience=first.patience,
+                                        min_delta=first.min_delta, keep_best=first.keep_best)
             layers = [[(w.cpu().numpy(), b.cpu().numpy()) for w, b in model] for model in result.layers]
             return (list(zip(layers, result.history, result.diverged, strict=True)),
                     (time.perf_counter() - started) / len(members))

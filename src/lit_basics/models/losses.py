@@ -103,6 +103,23 @@ class Loss:
         """The batch loss LitFNN minimises: the mean of the per-sample values."""
         return self.function(logits, y, num_classes, "mean")
 
+    def values(self, logits: Tensor, y: Tensor, num_classes: int) -> Tensor:
+        """Per-sample values, in closed form where the loss has one (its gradient is then a by-product)."""
+        if self.with_logit_grad is not None:
+            return self.with_logit_grad(logits, y, num_classes)[0]
+        return self.per_sample(logits, y, num_classes)
+
+    def values_and_logit_grad(self, logits: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+        """Per-sample values and each one's gradient with respect to its own logits (the batched engine's
+        backward starts there): the closed form where the loss has one, else autograd on the logits alone."""
+        if self.with_logit_grad is not None:
+            return self.with_logit_grad(logits, y, num_classes)
+        with torch.enable_grad():
+            z = logits.detach().requires_grad_(True)
+            per_sample = self.per_sample(z, y, num_classes)
+            (grad,) = torch.autograd.grad(per_sample.sum(), z)  # a sample's loss depends on its own logits only
+        return per_sample.detach(), grad
+
 
 LOSSES: dict[str, Loss] = {loss.name: loss for loss in (
     Loss("cross_entropy", "softmax cross-entropy; BCE-with-logits on one logit when binary", _cross_entropy,

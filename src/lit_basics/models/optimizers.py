@@ -86,6 +86,11 @@ class Optimizer:
     decoupled_weight_decay: bool = False
     fused: bool = False  # torch's fused kernel cuts the per-step Python overhead that dominates small networks
 
+    @property
+    def batched(self) -> bool:
+        """Whether the batched engine can train with it."""
+        return self.batched_update is not None
+
     def hyperparameters(self, momentum: float, kwargs: dict[str, float] | None) -> dict[str, float]:
         """The defaults updated with `optimizer_kwargs` (and `momentum` where the optimizer has one)."""
         unknown = sorted(set(kwargs or {}) - set(self.defaults))
@@ -133,8 +138,8 @@ def get_optimizer(name: str) -> Optimizer:
 def batched_optimizer(name: str) -> Optimizer:
     """The declaration of `name` if the batched engine has its update, else a one-line ConfigError."""
     declaration = get_optimizer(name)
-    if declaration.batched_update is None:
-        supported = ", ".join(sorted(n for n, o in OPTIMIZERS.items() if o.batched_update is not None))
+    if not declaration.batched:
+        supported = ", ".join(sorted(n for n, o in OPTIMIZERS.items() if o.batched))
         raise ConfigError(f"the batched engine has no update for optimizer {name!r}; batched: {supported}; "
                           "use --engine lightning")
     return declaration

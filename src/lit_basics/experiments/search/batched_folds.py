@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from lit_basics.engine.batched import ModelSpec
-from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.batched_fit import fit_configurations
 from lit_basics.engine.grouping import chunk_groups, group_members
 from lit_basics.engine.hyperparameters import (
     SEARCHABLE_SETTINGS,
@@ -105,7 +105,6 @@ class BatchedFolds:
         return int(s["max_epochs"]) * (steps * 5e-4 + 3 * macs * rows * len(members) / 5e10)
 
     def _fit_chunk(self, members, settings) -> list[FoldResult]:
-        first = settings[members[0][0]]
         specs = [
             ModelSpec(
                 train_rows=torch.as_tensor(self.folds_rows[f][0]),
@@ -117,12 +116,8 @@ class BatchedFolds:
             for c, f in members
         ]
         started = time.perf_counter()
-        widths = [list(settings[c]["hidden_sizes"]) for c, _ in members]
-        out = fit_group(self.x, self.y, specs, widths, self.num_classes,
-                        activation=first["activation"], alpha=first["leaky_relu_alpha"], loss=first["loss"],
-                        optimizer=first["optimizer"], batch_size=[int(settings[c]["batch_size"]) for c, _ in members],
-                        max_epochs=int(first["max_epochs"]), patience=self.patience, init=first["init"],
-                        scheduler=first["scheduler"], scheduler_kwargs=first["scheduler_kwargs"])
+        out = fit_configurations(self.x, self.y, specs, [settings[c] for c, _ in members], self.num_classes,
+                                 patience=self.patience)
         seconds = (time.perf_counter() - started) / len(members)
         return [FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
                            best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds,

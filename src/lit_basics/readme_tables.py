@@ -26,7 +26,7 @@ def components_markdown() -> str:
     for o in OPTIMIZERS.values():
         own = ", ".join(f"`{k}`={v:g}" for k, v in o.defaults.items()) or "none"
         rows.append(f"| optimizer | `{o.name}` | {o.description}; own hyperparameters: {own} | "
-                    f"{_yes(o.batched_update is not None)} |")
+                    f"{_yes(o.batched)} |")
     rows += [f"| init | `{i.name}` | {i.description} | yes |" for i in INITS.values()]
     table = ["| hyperparameter | batched engine |", "|---|---|"]
     table += [f"| `model.{name}` | {kind} |" for name, kind in hyperparameters.LITFNN_HYPERPARAMETERS.items()]
