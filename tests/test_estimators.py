@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from lit_basics.estimators import FNNClassifier, FNNRegressor, FNNSearchCV
@@ -177,6 +178,25 @@ def test_to_config_trains_the_same_network_with_train_py(workdir):
     assert saved["model"]["hidden_sizes"] == [16, 8] and saved["model"]["optimizer"] == "momentum"
     assert saved["model"]["weight_decay"] == 0.02 and saved["data"]["init_args"]["batch_size"] == 16
     assert saved["trainer"]["max_epochs"] == 2 and saved["seed_everything"] == 3
+
+
+def test_to_config_builds_the_estimators_network_with_its_initial_weights(workdir):
+    """The same random_state gives LitFNN (built from to_config) the estimator's starting weights."""
+    import yaml
+    from sklearn.datasets import load_iris
+
+    from lit_basics.experiments.runs import check_args
+    from tests.conftest import config
+
+    X, y = load_iris(return_X_y=True)
+    clf = FNNClassifier((16, 8), learning_rate_init=1e-12, max_iter=1, solver="sgd", random_state=3).fit(X, y)
+    (workdir / "fnn.yaml").write_text(yaml.safe_dump(clf.to_config()))
+    model = check_args("bridge", ["--config", config("iris"), "--config", "fnn.yaml"]).model
+    linears = [m for m in model.net.net if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == len(clf.coefs_)
+    for layer, w, b in zip(linears, clf.coefs_, clf.intercepts_, strict=True):  # an lr of 1e-12 moved nothing
+        np.testing.assert_allclose(layer.weight.detach().numpy().T, w, atol=1e-6)
+        np.testing.assert_allclose(layer.bias.detach().numpy(), b, atol=1e-6)
 
 
 def test_search_refuses_an_error_score_it_would_not_honour():
