@@ -6,6 +6,7 @@ task, feature count and names, class labels. `test`, `predict`, `validate` and `
 compare both with what the command line builds before anything runs.
 """
 
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -146,3 +147,13 @@ def newest_best_checkpoint(save_dir: str | None, name: str | None) -> Path | Non
         return None
     found = sorted(Path(save_dir, name).glob("*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+def is_checkpoint_error(err: BaseException) -> bool:
+    """Errors of reading or restoring a checkpoint, as opposed to errors of the training it resumes."""
+    if isinstance(err, ConfigError) or not isinstance(err, Exception):
+        return False
+    if isinstance(err, FileNotFoundError | EOFError | pickle.UnpicklingError | OSError):
+        return True
+    text = str(err)
+    return any(s in text for s in ("state_dict", "size mismatch", "PytorchStreamReader", "zip archive", "Weights only"))
