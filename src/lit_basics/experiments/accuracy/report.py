@@ -37,6 +37,7 @@ def compare_sides(rows: list[dict[str, Any]], dataset: str, metric: str) -> dict
     a, b = [ours[s] for s in seeds], [theirs[s] for s in seeds]
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     (mean_a, std_a), (mean_b, std_b), (mean_d, std_d) = _mean_std(a), _mean_std(b), _mean_std(diffs)
+    mean_d = round(mean_d, 7) + 0.0  # ours are float32 scores: equal means print +0.0000, not -0.0000
     p = float(ttest_rel(a, b).pvalue) if len(seeds) > 1 and std_d > 0 else math.nan
     beyond = abs(mean_d) > std_d if std_d > 0 else mean_d != 0
     return {"seeds": len(seeds), "ours": (mean_a, std_a), "sklearn": (mean_b, std_b), "diff": mean_d,
