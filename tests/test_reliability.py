@@ -67,9 +67,9 @@ def bad_files(workdir, iris_run) -> Path:
 
 def write_artifact_cases(tmp: Path, checkpoint: Path) -> None:
     """Files for the cases of artefacts read back: checkpoints, studies, output folders (issue 13)."""
-    from lit_basics.data import IrisDataModule
     from lit_basics.experiments.search.space import load_search
     from lit_basics.experiments.search.study import search_settings
+    from lit_basics.experiments.search.tune import validate_search
 
     rng = np.random.default_rng(0)
     rows = [",".join(f"{v:.3f}" for v in rng.normal(size=4)) + f",{i % 3}" for i in range(60)]
@@ -82,7 +82,7 @@ def write_artifact_cases(tmp: Path, checkpoint: Path) -> None:
     (tmp / "afile").write_text("not a folder")
     (tmp / "escape_experiment.yaml").write_text(f"name: ../escape\nbase: {config('moons')}\nvariants:\n  a: {{}}\n")
     spec = load_search(tmp / "search.yaml")
-    other = search_settings(spec, IrisDataModule().identity())
+    other = search_settings(spec, validate_search(spec))  # the same data and engine: only the space differs
     other["space"]["width"] = [4, 16]
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp / 'other_space.db'}")
     study.set_user_attr("search", other)
