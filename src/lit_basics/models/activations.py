@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_basics.errors import ConfigError, check_choice
+from lit_basics.errors import check_batched_choice, check_choice
 
 _aten = torch.ops.aten
 
@@ -66,12 +66,7 @@ def get_activation(name: str) -> Activation:
 
 def batched_activation(name: str) -> Activation:
     """The declaration of `name` if the batched engine can train it, else a one-line ConfigError."""
-    activation = get_activation(name)
-    if not activation.batched:
-        supported = ", ".join(sorted(n for n, a in ACTIVATIONS.items() if a.batched))
-        raise ConfigError(f"the batched engine cannot train activation {name!r} (its derivative is not a function "
-                          f"of its output); batched: {supported}; use --engine lightning")
-    return activation
+    return check_batched_choice("activation", name, ACTIVATIONS, "its derivative is not a function of its output")
 
 
 def make_activation(name: str, alpha: float = 0.01) -> nn.Module:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lit_basics.errors import ConfigError, check_choice
+from lit_basics.errors import ConfigError, check_batched_choice, check_choice
 
 Tensor = torch.Tensor
 
@@ -137,12 +137,7 @@ def get_optimizer(name: str) -> Optimizer:
 
 def batched_optimizer(name: str) -> Optimizer:
     """The declaration of `name` if the batched engine has its update, else a one-line ConfigError."""
-    declaration = get_optimizer(name)
-    if not declaration.batched:
-        supported = ", ".join(sorted(n for n, o in OPTIMIZERS.items() if o.batched))
-        raise ConfigError(f"the batched engine has no update for optimizer {name!r}; batched: {supported}; "
-                          "use --engine lightning")
-    return declaration
+    return check_batched_choice("optimizer", name, OPTIMIZERS, "it has no batched update")
 
 
 def validate_optimization(optimizer: str, lr: float, momentum: float, weight_decay: float, l1: float,
