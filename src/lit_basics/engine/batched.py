@@ -83,8 +83,8 @@ class BatchedMLP:
         for start, fan_in, fan_out in self.layout:
             self.weight_mask[:, start : start + fan_in * fan_out] = 1.0  # where L2 and L1 apply
         self.param_mask: torch.Tensor | None = None  # (M, P) when widths are padded: 1 on real parameters
-        self.dropout = dropout  # (M,) drop probability per model
-        self.dropping = bool((dropout > 0).any())
+        self.dropout: list[float] = dropout.tolist()  # drop probability per model, on the host: read every step
+        self.dropping = any(p > 0 for p in self.dropout)
         self.out_features = sizes[-1]  # the output width before padding (set by from_modules)
         self.model_sizes = [list(sizes)] * flat.shape[0]  # each model's own layer sizes
         self.generators: list[torch.Generator | None] = [None] * flat.shape[0]  # see seed_dropout
@@ -152,7 +152,7 @@ class BatchedMLP:
         return out
 
     def to(self, device: torch.device) -> "BatchedMLP":
-        self.weight_mask, self.dropout = self.weight_mask.to(device), self.dropout.to(device)
+        self.weight_mask = self.weight_mask.to(device)
         if self.param_mask is not None:
             self.param_mask = self.param_mask.to(device)
         self._bind(self.flat.to(device))
@@ -160,8 +160,8 @@ class BatchedMLP:
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only the models `rows` in the stack: those that stopped early cost no more arithmetic."""
-        self.dropout = self.dropout[rows]
-        self.dropping = bool((self.dropout > 0).any())
+        self.dropout = [self.dropout[i] for i in rows.tolist()]
+        self.dropping = any(p > 0 for p in self.dropout)
         if self.param_mask is not None:
             self.param_mask = self.param_mask[rows]
         self.model_sizes = [self.model_sizes[i] for i in rows.tolist()]
@@ -177,7 +177,7 @@ class BatchedMLP:
         """One dropout generator per model that drops units, seeded from the model's own seed."""
         device = self.flat.device
         self.generators = [torch.Generator(device=device).manual_seed((seed + DROPOUT_STREAM) % 2**63) if p > 0
-                           else None for seed, p in zip(seeds, self.dropout.tolist(), strict=True)]
+                           else None for seed, p in zip(seeds, self.dropout, strict=True)]
 
     def __call__(self, x: torch.Tensor, train: bool = False, rows: list[tuple[int, int, int]] | None = None
                  ) -> torch.Tensor:
@@ -214,7 +214,7 @@ class BatchedMLP:
         rows in its batch); None: each model's batch is this step.
         """
         scale = torch.ones(shape, device=self.flat.device)
-        for i, (generator, p) in enumerate(zip(self.generators, self.dropout.tolist(), strict=True)):
+        for i, (generator, p) in enumerate(zip(self.generators, self.dropout, strict=True)):
             offset, n, batch = (0, shape[1], shape[1]) if rows is None else rows[i]
             if generator is None or n == 0:
                 continue
