@@ -173,6 +173,66 @@ def test_tables_that_would_train_on_other_data_are_refused(tmp_path, text, kwarg
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def number_text_frame(kind: str, n: int = 40) -> tuple[pd.DataFrame, float]:
+    """A feature `x` (x = 1234.5 * i) written as a CSV of that `kind` writes it, and one row's true value."""
+    values = [1234.5 * i for i in range(n)]
+    written = {"decimal": [f"{v:.1f}".replace(".", ",") for v in values],
+               "thousands": [f"{v:,.1f}" for v in values],
+               "missing": ["?" if i % 7 == 3 else f"{v:.1f}" for i, v in enumerate(values)],
+               "units": [f"{v:.1f}%" for v in values]}[kind]
+    return pd.DataFrame({"x": written, "b": np.arange(n) % 5, "label": np.arange(n) % 2}), values[5]
+
+
+NUMBERS_AS_TEXT = [  # (kind, delimiter, what the refusal says, the option that reads the column as numbers)
+    ("decimal", ";", "holds numbers pandas did not read ('0,0' in data row 1); set --data.decimal ','",
+     {"decimal": ","}),
+    ("thousands", ",", "holds numbers pandas did not read ('1,234.5' in data row 2); set --data.decimal ',' if ',' "
+     "marks decimals or --data.thousands ','", {"thousands": ","}),
+    ("missing", ",", "holds numbers but also '?' (6x), first in data row 4; mark such cells missing with "
+     "--data.na_values \"['?']\"", {"na_values": ["?"]}),
+    ("units", ",", "holds numbers with units ('0.0%' in data row 1)", None),
+]
+
+
+@pytest.mark.parametrize(("kind", "sep", "message", "option"), NUMBERS_AS_TEXT, ids=[k for k, *_ in NUMBERS_AS_TEXT])
+def test_numbers_written_as_text_are_refused_then_read_with_the_named_option(tmp_path, kind, sep, message, option):
+    """Read as text they would become hundreds of categories or a dropped 'ID'; the refusal names the fix."""
+    frame, true_value = number_text_frame(kind)
+    path = write(tmp_path / f"{kind}.csv", frame, sep=sep)
+    with pytest.raises(ConfigError) as info:
+        CSVDataModule(path=path)
+    assert message in str(info.value) and "--data.categorical_columns" in str(info.value), info.value
+    assert "\n" not in str(info.value)
+    as_categories = CSVDataModule(path=path, categorical_columns=["x"])  # the other way out: the user's choice
+    assert as_categories.plan.categorical == ["x"]
+    if option is None:
+        return
+    dm = CSVDataModule(path=path, **option)
+    assert dm.plan.numeric == ["x", "b"] and dm.num_features == 2
+    assert dm.table["x"].iloc[5] == pytest.approx(true_value)
+    if kind == "missing":
+        assert dm.table["x"].isna().sum() == 6  # the '?' cells are gaps, imputed from training rows
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"decimal": ",,"}, "decimal=',,' must be one character"),
+    ({"decimal": ",", "thousands": ","}, "thousands=',' and decimal=',' must differ"),
+    ({"na_values": "?"}, "na_values='?' must be a list of strings"),
+])
+def test_bad_number_formats_are_refused(tmp_path, kwargs, message):
+    path = write(tmp_path / "t.csv", number_text_frame("decimal")[0])
+    with pytest.raises(ConfigError, match=message.replace("(", "\\(").replace("?", "\\?")):
+        CSVDataModule(path=path, **kwargs)
+
+
+def test_text_and_dates_with_some_numbers_are_still_text_and_dates(tmp_path):
+    frame = penguin_frame()
+    frame["ring"] = [str(i % 9) if i % 3 else f"R{i % 4}" for i in range(len(frame))]  # 4 codes among numbers: text
+    frame["dotted"] = pd.date_range("2001-01-01", periods=len(frame), freq="D").strftime("%d.%m.%Y")
+    dm = CSVDataModule(path=write(tmp_path / "t.csv", frame), label_column="species")
+    assert "ring" in dm.plan.categorical and "dotted" in dm.plan.dates
+
+
 def test_harmless_oddities_are_notes_not_errors(tmp_path):
     frame = penguin_frame()
     frame["empty"] = np.nan

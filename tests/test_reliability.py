@@ -45,6 +45,9 @@ def bad_files(workdir, iris_run) -> Path:
     (tmp / "duplicate.csv").write_text("a,a,label\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(20)))
     (tmp / "float_label.csv").write_text("a,b,label\n" + "\n".join(f"{i},{i % 3},{i * 0.37:.2f}" for i in range(30)))
     (tmp / "gaps.csv").write_text("a,empty,same,label\n" + "\n".join(f"{i},,7,{i % 2}" for i in range(20)))
+    (tmp / "decimal_comma.csv").write_text("a;b;label\n" + "".join(f"{i},5;{i % 3};{i % 2}\n" for i in range(20)))
+    (tmp / "question_marks.csv").write_text("a,b,label\n" + "".join(f"{'?' if i % 5 == 2 else i},{i % 3},{i % 2}\n"
+                                                                     for i in range(20)))
     (tmp / "spaces.csv").write_text("a b label\n" + "\n".join(f"{i} {i % 3} {i % 2}" for i in range(20)))
     (tmp / "broken.yaml").write_text("model: [unclosed\n")
     search = f"name: s\nbase: {config('iris')}\nsampler: grid\nfolds: 2\ncommon:\n  trainer.max_epochs: 1\n"

@@ -6,6 +6,7 @@ fitted on training rows only. `export_state` and `rebuild` turn a fitted transfo
 values and tensors and back, so it travels in a checkpoint that loads with `weights_only=True`.
 """
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ from lit_basics.errors import ConfigError
 IMPUTE = ("median", "mean", "drop_rows", "none")
 DATE_PARTS = ("year", "dayofyear")
 ID_MIN_ROWS = 10  # below this many rows a column of distinct strings is still taken as a category
+MISSING_MARKERS = 3  # a column of numbers and at most this many other values ('?', '-', 'n/a') is numbers with gaps
+# a number with a sign, currency, grouping or decimal marks, or a percent sign: what pandas reads as text
+NUMBER_TEXT = r"[-+]?[$€£¥]?\s?[-+]?\d[\d.,' \u00a0]*\s?%?"
 
 
 @dataclass
@@ -49,13 +53,14 @@ class ColumnPlan:
 
 
 def plan_columns(table: pd.DataFrame, label: str, features: list[str] | None, categorical: list[str],
-                 drop: list[str]) -> ColumnPlan:
-    """Decide each feature column's role from its values; an explicitly named column is never dropped."""
+                 drop: list[str], rows: list[int] | None = None) -> ColumnPlan:
+    """Decide each feature column's role from its values; an explicitly named column is never dropped.
+    `rows`: the file's data row number of each table row (for messages; 1, 2, ... when None)."""
     listed = set(features or [])
     candidates = features or [c for c in table.columns if c != label and c not in drop]
     plan = ColumnPlan()
     for column in candidates:
-        role, reason = column_role(table[column], column in categorical, explicit=column in listed)
+        role, reason = column_role(table[column], column in categorical, explicit=column in listed, rows=rows)
         if role == "drop":
             plan.dropped[column] = reason
         else:
@@ -66,8 +71,9 @@ def plan_columns(table: pd.DataFrame, label: str, features: list[str] | None, ca
     return plan
 
 
-def column_role(values: pd.Series, categorical: bool, explicit: bool) -> tuple[str, str]:
-    """('numeric' | 'categorical' | 'dates' | 'drop', reason for a drop)."""
+def column_role(values: pd.Series, categorical: bool, explicit: bool, rows: list[int] | None = None
+                ) -> tuple[str, str]:
+    """('numeric' | 'categorical' | 'dates' | 'drop', reason for a drop); `rows`: the file's data row numbers."""
     name = values.name
     present = values.dropna()
     if present.empty:
@@ -82,9 +88,43 @@ def column_role(values: pd.Series, categorical: bool, explicit: bool) -> tuple[s
         return "numeric", ""
     if parse_dates(present) is not None:
         return "dates", ""
+    if (as_numbers := numbers_as_text(values, rows)) is not None:
+        return as_numbers, ""
     if len(present) == len(values) >= ID_MIN_ROWS and present.nunique() == len(values) and not explicit:
         return "drop", "a different value in every row (an ID)"
     return "categorical", ""
+
+
+def numbers_as_text(values: pd.Series, rows: list[int] | None) -> str | None:
+    """'numeric' for a text column whose every value is a number (stray blanks, mixed types); None for text.
+
+    A column of numbers pandas could not read (separators, units, or a few repeated non-numbers such as
+    '?' among at least as many numbers) is refused with the option that reads it: as categories or an ID it would silently lose what it measures.
+    """
+    name, text = values.name, values.dropna().astype(str).str.strip()
+    parsed = pd.to_numeric(text, errors="coerce").notna()
+    if parsed.all():
+        return "numeric"
+    other = text[~parsed]
+    position = values.index.get_loc(other.index[0])
+    where = f"data row {rows[position] if rows is not None else position + 1}"
+    keep = f"or list {name!r} in --data.categorical_columns to use its values as categories"
+    if other.str.fullmatch(NUMBER_TEXT).all():
+        value = other.iloc[0]
+        if re.search(r"[%$€£¥]", value):
+            raise ConfigError(f"csv: column {name!r} holds numbers with units ({value!r} in {where}); write "
+                              f"plain numbers in the file, {keep}")
+        mark = next(c for c in value if c in ",.' \u00a0")
+        raise ConfigError(f"csv: column {name!r} holds numbers pandas did not read ({value!r} in {where}); "
+                          f"set --data.decimal {mark!r} if {mark!r} marks decimals or --data.thousands "
+                          f"{mark!r} if it groups thousands, {keep}")
+    counts = other.value_counts()
+    if parsed.sum() * 2 < len(text) or len(counts) > MISSING_MARKERS:
+        return None  # text (codes, words) that holds some numbers
+    shown = ", ".join(f"{v!r} ({n}x)" for v, n in counts.items())
+    na = "[" + ", ".join(f"'{v}'" for v in counts.index) + "]"
+    raise ConfigError(f"csv: column {name!r} holds numbers but also {shown}, first in {where}; mark such "
+                      f"cells missing with --data.na_values \"{na}\", {keep}")
 
 
 def _refuse_or_drop(explicit: bool, name: str, reason: str) -> tuple[str, str]:
@@ -102,13 +142,14 @@ def check_finite(values: pd.Series) -> None:
 
 
 def parse_dates(values: pd.Series) -> pd.Series | None:
-    """The values as datetimes when every one parses (ISO 8601 first, then pandas' inferred format), else None."""
+    """The values as datetimes when every one parses, else None. Formats in turn: ISO 8601, day.month.year
+    (dots mean day first), pandas' inferred one (month/day/year for slashes), then day/month/year."""
     text = values.astype(str)
     if not text.str.contains(r"\d", regex=True).all() or not text.str.contains(r"[-/:.]", regex=True).all():
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for fmt in ("ISO8601", None):
+        for fmt in ("ISO8601", "%d.%m.%Y", None, "%d/%m/%Y"):
             try:
                 parsed = pd.to_datetime(text, format=fmt, errors="coerce")
             except (ValueError, TypeError):

@@ -44,6 +44,9 @@ class CSVDataModule(ArrayDataModule):
             drop_rows (drop rows with a gap), none (refuse gaps).
         sep: the delimiter; sniffed when omitted. encoding: the file's text encoding.
         skiprows: lines before the header. header: false when the file has no header (columns are then 0, 1, ...).
+        decimal, thousands: how numbers are written ("1,5" with decimal ","; "1,234" with thousands ",").
+        na_values: cell values that mean missing besides pandas' own (empty, NA, NaN, null, ...), e.g. ["?"].
+            A column of numbers that pandas reads as text is refused, naming which of these reads it.
         task: classification (labels of any type, encoded to 0..C-1) or regression (numeric target).
         predict_path: a CSV file of new rows (no label needed) for `predict`; its data row numbers are kept.
     """
@@ -62,6 +65,9 @@ class CSVDataModule(ArrayDataModule):
         encoding: str = "utf-8-sig",
         skiprows: int = 0,
         header: bool = True,
+        decimal: str = ".",
+        thousands: str | None = None,
+        na_values: list[str] | None = None,
         task: str = "classification",
         predict_path: str | None = None,
         **kwargs: Any,
@@ -73,7 +79,8 @@ class CSVDataModule(ArrayDataModule):
         self.feature_columns = [str(c) for c in feature_columns] if feature_columns else None
         self.categorical_columns = [str(c) for c in categorical_columns or []]
         self.drop_columns = [str(c) for c in drop_columns or []]
-        self.read_options = {"sep": sep, "encoding": encoding, "skiprows": skiprows, "header": header}
+        self.read_options = {"sep": sep, "encoding": encoding, "skiprows": skiprows, "header": header,
+                             "decimal": decimal, "thousands": thousands, "na_values": na_values}
         self.predict_path = predict_path
         self.notes: list[str] = []
         self.counts: dict[str, int] = {}
@@ -107,7 +114,7 @@ class CSVDataModule(ArrayDataModule):
         if table.empty:
             raise ConfigError(f"csv: every row of {self.path!r} lacks the label {self.label_column!r}")
         self.plan = plan_columns(table.drop(columns="__row"), self.label_column, self.feature_columns,
-                                 self.categorical_columns, self.drop_columns)
+                                 self.categorical_columns, self.drop_columns, rows=table["__row"].tolist())
         table = self.handle_gaps(table)
         self.table = table
         self.row_numbers = table["__row"].to_numpy()

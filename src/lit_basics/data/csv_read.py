@@ -8,6 +8,7 @@ other columns than the file shows. The raw records are checked with the csv modu
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -44,16 +45,20 @@ def sniff_delimiter(text: str) -> str:
 
 
 def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", skiprows: int = 0,
-               header: bool = True) -> tuple[pd.DataFrame, list[int]]:
+               header: bool = True, decimal: str = ".", thousands: str | None = None,
+               na_values: list[str] | None = None) -> tuple[pd.DataFrame, list[int]]:
     """The table (string column names) and each row's data row number in the file (1 = first row after the header).
 
     Args:
         sep: the delimiter; sniffed when None.
         skiprows: lines to skip before the header (or before the first row without a header).
         header: whether the first (unskipped) line names the columns; without one they are named 0, 1, ...
+        decimal, thousands, na_values: pandas.read_csv's (the decimal mark, the thousands separator, and
+            cell values that mean missing besides pandas' own: empty, NA, NaN, null, ...).
     """
     if skiprows < 0:
         raise ConfigError(f"skiprows={skiprows} must be >= 0")
+    check_number_format(decimal, thousands, na_values)
     text = read_text(path, encoding)
     if not text.strip():
         raise ConfigError(f"csv: file {path!r} is empty")
@@ -75,7 +80,7 @@ def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", s
     check_field_counts(path, names, rows, header)
     if not rows:
         raise ConfigError(f"csv: file {path!r} has a header but no rows")
-    table = parse(path, body, delimiter, header, names)
+    table = parse(path, body, delimiter, header, names, decimal=decimal, thousands=thousands, na_values=na_values)
     if len(table) != len(rows):
         raise ConfigError(f"csv: file {path!r}: pandas read {len(table)} rows where the csv module read "
                           f"{len(rows)}; check the quoting")
@@ -106,10 +111,22 @@ def check_field_counts(path: str, names: list[str], rows: list[tuple[int, list[s
         raise ConfigError(f"csv: row 1 of {path!r} has {len(names)} fields but row {number + 1} has {len(fields)}")
 
 
-def parse(path: str, body: str, delimiter: str, header: bool, names: list[str]) -> pd.DataFrame:
+def check_number_format(decimal: str, thousands: str | None, na_values: list[str] | None) -> None:
+    if not isinstance(decimal, str) or len(decimal) != 1:
+        raise ConfigError(f"decimal={decimal!r} must be one character, e.g. '.' or ','")
+    if thousands is not None and (not isinstance(thousands, str) or len(thousands) != 1):
+        raise ConfigError(f"thousands={thousands!r} must be one character, e.g. ',' or '.', or null")
+    if thousands == decimal:
+        raise ConfigError(f"thousands={thousands!r} and decimal={decimal!r} must differ")
+    if na_values is not None and (not isinstance(na_values, list) or not all(isinstance(v, str) for v in na_values)):
+        raise ConfigError(f"na_values={na_values!r} must be a list of strings, e.g. ['?', '-']")
+
+
+def parse(path: str, body: str, delimiter: str, header: bool, names: list[str], **numbers: Any) -> pd.DataFrame:
+    """pandas' reading of the checked text; `numbers`: decimal, thousands and na_values."""
     try:
         table = pd.read_csv(io.StringIO(body), sep=delimiter, header=0 if header else None, index_col=False,
-                            skipinitialspace=True)
+                            skipinitialspace=True, **numbers)
     except (pd.errors.ParserError, ValueError) as err:
         raise ConfigError(f"csv: file {path!r} is not a readable CSV: {str(err).splitlines()[0]}") from None
     table.columns = names
