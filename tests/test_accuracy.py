@@ -60,9 +60,21 @@ def test_sklearn_grid_is_the_search_grid_translated():
     (plan,) = plan_datasets(["moons"], CONFIGS)
     search = load_search(CONFIGS / "experiments" / "tune_moons.yaml")
     assert grid_size(plan.sklearn_grid) == int(np.prod([len(v) for v in search.grid().values()]))
-    assert set(plan.sklearn_grid[0]) == {"hidden_layer_sizes", "activation", "learning_rate_init", "batch_size"}
+    assert set(plan.sklearn_grid[0]) == {"hidden_layer_sizes", "activation", "learning_rate_init", "batch_size",
+                                         "alpha"}
     (xor,) = plan_datasets(["xor"], CONFIGS)
-    assert xor.sklearn_fixed["batch_size"] == 4  # not searched: the shipped config's value
+    assert xor.sklearn_fixed["batch_size"] == 4 and xor.sklearn_fixed["alpha"] == 0  # not searched: the shipped value
+
+
+def test_weight_decay_becomes_alpha_times_the_batch_size():
+    """MLPClassifier's L2 gradient is alpha * W / batch rows; LitFNN's is weight_decay * W."""
+    (plan,) = plan_datasets(["iris"], CONFIGS)
+    search = load_search(CONFIGS / "experiments" / "tune_iris.yaml")
+    decays = dict(search.grid())["model.weight_decay"]
+    assert [g["batch_size"] for g in plan.sklearn_grid] == [[b] for b in dict(search.grid())["data.init_args.batch_size"]]
+    for sub in plan.sklearn_grid:
+        assert sub["alpha"] == pytest.approx([w * sub["batch_size"][0] for w in decays])
+    assert grid_size(plan.sklearn_grid) == int(np.prod([len(v) for v in search.grid().values()]))
 
 
 def test_classic_xor_folds_train_and_score_on_the_four_points():

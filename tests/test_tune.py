@@ -258,19 +258,22 @@ def test_ties_are_broken_one_way_in_trials_csv_summary_and_refit():
     from lit_basics.experiments.search.space import Dimension, SearchSpec
 
     study = optuna.create_study(direction="maximize")
-    dist = {"width": CategoricalDistribution([4, 8, 16])}
-    for width, value, std in ((4, 0.9, 0.05), (8, 0.9, 0.01), (16, 0.8, 0.0)):
+    dist = {"width": CategoricalDistribution([4, 8, 16, 32])}
+    for width, value, std, loss in ((4, 0.9, 0.05, 0.3), (8, 0.9, 0.01, 0.5), (16, 0.8, 0.0, 0.1),
+                                    (32, 0.9, 0.01, 0.4)):
         study.add_trial(optuna.trial.create_trial(params={"width": width}, distributions=dist, value=value,
-                                                  user_attrs={"std": std, "fold_0": value, "fold_1": value}))
-    spec = SearchSpec("ties", Path("base.yaml"), [Dimension("width", choices=[4, 8, 16])], folds=2)
+                                                  user_attrs={"std": std, "fold_0": value, "fold_1": value,
+                                                              "val_loss_0": loss - 0.05, "val_loss_1": loss + 0.05}))
+    spec = SearchSpec("ties", Path("base.yaml"), [Dimension("width", choices=[4, 8, 16, 32])], folds=2)
     trials = report.trials_table(study, spec)
     assert study.best_trial.number == 0  # Optuna's own pick among equal means: the first
-    assert report.best_trial(study).number == 1  # ours: equal mean, lower std
-    assert trials["trial"].tolist() == [1, 0, 2] and trials["rank"].tolist() == [1, 2, 3]
+    assert report.best_trial(study).number == 3  # ours: equal mean, lower std, then lower mean validation loss
+    assert trials["trial"].tolist() == [3, 1, 0, 2] and trials["rank"].tolist() == [1, 2, 3, 4]
+    assert trials["val_loss"].tolist() == pytest.approx([0.4, 0.5, 0.3, 0.1])
     summary = report.summary_markdown(spec, study, trials, {"epochs": 3, "test/acc": 0.9}, [])
     top = summary.split("## Top 10 configurations")[1]
-    assert top.index("| 1 | 8 |") < top.index("| 0 | 4 |")
-    assert "The best configuration (trial 1: width=8)" in summary
+    assert top.index("| 3 | 32 |") < top.index("| 1 | 8 |") < top.index("| 0 | 4 |")
+    assert "The best configuration (trial 3: width=32)" in summary
 
 
 def test_ctrl_c_stops_a_search_with_one_line_and_it_resumes(workdir):

@@ -51,7 +51,7 @@ class GroupResult:
     """Per-model outcome: the score a fold reports, and the history per epoch."""
 
     best_val_loss: list[float]
-    best_val_acc: list[float]
+    best_val_acc: list[float]  # the validation accuracy of the best (lowest-loss) epoch
     best_epoch: list[int]
     epochs: list[int]
     history: list[list[dict[str, float]]] = field(default_factory=list)

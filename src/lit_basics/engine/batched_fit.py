@@ -127,7 +127,7 @@ class _Scores:
         improved = active & (val_loss < self.best_loss - self.min_delta)
         self.best_loss = torch.where(improved, val_loss, self.best_loss)
         self.best_epoch = torch.where(improved, torch.full_like(self.best_epoch, epoch + 1), self.best_epoch)
-        self.best_acc = torch.where(active, torch.maximum(self.best_acc, val_acc), self.best_acc)
+        self.best_acc = torch.where(improved, val_acc, self.best_acc)  # the best-loss epoch's, as LitFNN's
         self.waited = torch.where(improved, torch.zeros_like(self.waited), self.waited + active.long())
         return improved
 

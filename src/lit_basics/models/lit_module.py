@@ -247,10 +247,14 @@ class LitFNN(L.LightningModule):
         self.log_dict(values, on_epoch=True, sync_dist=True)
 
     def _log_best(self, values: dict[str, torch.Tensor]) -> None:
-        """Track the best validation values; they reach TensorBoard's HPARAMS tab at the end of fit."""
-        self.best["hp/best_val_loss"] = min(self.best["hp/best_val_loss"], float(values["val/loss"]))
-        if "val/acc" in values:
-            self.best["hp/best_val_acc"] = max(self.best["hp/best_val_acc"], float(values["val/acc"]))
+        """Track the best epoch's values (lowest validation loss: the epoch the checkpoint keeps, and
+        its accuracy, not the highest accuracy of any epoch); they reach TensorBoard's HPARAMS tab at
+        the end of fit."""
+        loss = float(values["val/loss"])
+        if loss < self.best["hp/best_val_loss"]:
+            self.best["hp/best_val_loss"] = loss
+            if "val/acc" in values:
+                self.best["hp/best_val_acc"] = float(values["val/acc"])
 
     def on_fit_end(self) -> None:
         for logger in self.loggers:

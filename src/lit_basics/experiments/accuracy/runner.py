@@ -26,7 +26,7 @@ QUICK_DATASETS = ("xor", "iris")
 SKLEARN_PARAMS = {
     "model.lr": "learning_rate_init",
     "data.init_args.batch_size": "batch_size",
-    "model.weight_decay": "alpha",
+    "model.weight_decay": "alpha",  # alpha = weight_decay * batch_size: _alpha_per_batch_size
     "model.activation": "activation",
 }
 SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "identity": "identity"}
@@ -75,7 +75,21 @@ def _plan(name: str, configs: Path, quick: bool) -> DataSetPlan:
                "model.weight_decay": cli.model.hparams.weight_decay,
                "model.activation": SKLEARN_ACTIVATIONS.get(cli.model.hparams.activation)}
     fixed |= {SKLEARN_PARAMS[k]: v for k, v in shipped.items() if SKLEARN_PARAMS[k] not in grid[0] and v is not None}
-    return DataSetPlan(name, config, search, grid, fixed, overrides)
+    return DataSetPlan(name, config, search, *_alpha_per_batch_size(grid[0], fixed), overrides)
+
+
+def _alpha_per_batch_size(grid: dict[str, list[Any]], fixed: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
+    """Our weight decay w as MLPClassifier's alpha = w * batch_size (its L2 gradient is alpha * W / batch
+    rows), so with several batch sizes the grid becomes one sub-grid per batch size (same size)."""
+    if "batch_size" not in grid:
+        batch = fixed.get("batch_size", 200)  # 200: the cap of MLPClassifier's batch_size="auto"
+        if "alpha" in grid:
+            return [grid | {"alpha": [float(w) * batch for w in grid["alpha"]]}], fixed
+        return [grid], fixed | ({"alpha": float(fixed["alpha"]) * batch} if "alpha" in fixed else {})
+    decays = grid.get("alpha", [fixed.get("alpha", 0.0)])
+    rest = {k: v for k, v in grid.items() if k not in ("alpha", "batch_size")}
+    return ([rest | {"batch_size": [b], "alpha": [float(w) * b for w in decays]} for b in grid["batch_size"]],
+            {k: v for k, v in fixed.items() if k != "alpha"})
 
 
 def _sklearn_grid(search: SearchSpec) -> list[dict[str, list[Any]]]:

@@ -23,7 +23,7 @@ from lit_basics.models.lit_module import TrainingDiverged
 @dataclass
 class FoldResult:
     fold: int
-    score: float  # best validation accuracy of the fold (best validation loss, negated, for regression)
+    score: float  # validation accuracy at the fold's best (lowest-loss) epoch; that loss, negated, for regression
     val_loss: float
     best_epoch: int
     epochs: int

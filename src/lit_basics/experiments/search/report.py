@@ -17,9 +17,19 @@ def short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def rank_key(mean: float, std: float | None, number: int) -> tuple[float, float, int]:
-    """The one order of trials everywhere: highest mean score, then lowest std, then lowest trial number."""
-    return (-mean, std if std is not None and not math.isnan(std) else math.inf, number)
+def rank_key(mean: float, std: float | None, val_loss: float | None, number: int) -> tuple[float, float, float, int]:
+    """The one order of trials everywhere: highest mean score, then lowest std, then lowest mean validation
+    loss (accuracies of small validation folds tie often), then lowest trial number."""
+    def known(value: float | None) -> float:
+        return value if value is not None and not math.isnan(value) else math.inf
+
+    return (-mean, known(std), known(val_loss), number)
+
+
+def mean_val_loss(trial: optuna.trial.FrozenTrial) -> float | None:
+    """The mean over its folds of each fold's best validation loss (None before any fold has one)."""
+    losses = [v for k, v in trial.user_attrs.items() if k.startswith("val_loss_") and v is not None]
+    return sum(losses) / len(losses) if losses else None
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -29,7 +39,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
         diverged = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("diverged"))
         raise ConfigError(f"no configuration completed its folds ({diverged} diverged: their training loss became "
                           "NaN or infinite); lower the learning rates or normalise the data")
-    return min(complete, key=lambda t: rank_key(t.value, t.user_attrs.get("std"), t.number))
+    return min(complete, key=lambda t: rank_key(t.value, t.user_attrs.get("std"), mean_val_loss(t), t.number))
 
 
 def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
@@ -45,11 +55,12 @@ def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
         partial = sum(folds) / len(folds) if folds else None  # a pruned trial's mean over the folds it ran
         row["mean"] = trial.value if trial.state == TrialState.COMPLETE else partial
         row["std"] = trial.user_attrs.get("std")
+        row["val_loss"] = mean_val_loss(trial)  # the tie-break after mean and std
         row["fit_seconds"] = trial.user_attrs.get("fit_seconds")
         row["diverged"] = trial.user_attrs.get("diverged")  # where its training loss became NaN or infinite
         rows.append(row)
     complete = sorted((r for r in rows if r["state"] == "complete"),
-                      key=lambda r: rank_key(r["mean"], r["std"], r["trial"]))
+                      key=lambda r: rank_key(r["mean"], r["std"], r["val_loss"], r["trial"]))
     ranked = [{"rank": i + 1, **r} for i, r in enumerate(complete)]
     ranked += [{"rank": None, **r} for r in rows if r["state"] != "complete"]
     table = pd.DataFrame(ranked)
@@ -107,14 +118,15 @@ def summary_markdown(
     lines += [
         f"{spec.folds}-fold stratified cross-validation over the training portion (the test split is held out), "
         f"sampler `{spec.sampler}`; trials: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ". "
-        "Score: mean fold validation accuracy (for regression, minus the validation loss).",
+        "Score: mean fold validation accuracy at each fold's lowest-loss epoch (for regression, minus that "
+        "loss); ties: lower std, then lower mean validation loss (`val_loss`).",
         "",
         "## Top 10 configurations",
         "",
     ]
     params = [short(d.name) for d in spec.space]
     top = trials[trials["state"] == "complete"].sort_values("rank").head(10)
-    top = top[["trial", *params, "mean", "std", "fit_seconds"]]
+    top = top[["trial", *params, "mean", "std", "val_loss", "fit_seconds"]]
     lines += _table(top) + [""]
     if test_metrics is not None:
         best = best_trial(study)

@@ -92,8 +92,9 @@ def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None =
 
 
 def record_fold(trial: optuna.Trial, result: FoldResult) -> None:
-    """A fold's score and best epoch, as user attributes of its trial (trials.csv's fold columns)."""
+    """A fold's score, best validation loss and best epoch, as user attributes of its trial (trials.csv)."""
     trial.set_user_attr(f"fold_{result.fold}", result.score)
+    trial.set_user_attr(f"val_loss_{result.fold}", result.val_loss)
     trial.set_user_attr(f"best_epoch_{result.fold}", result.best_epoch)
     if result.diverged:
         trial.set_user_attr("diverged", f"fold {result.fold}, epoch {result.epochs}")
