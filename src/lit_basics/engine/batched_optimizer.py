@@ -36,7 +36,7 @@ class BatchedOptimizer:
 
     def _index_rows(self) -> None:
         """Per-model row views of every buffer, for the updates' tensor lists; plans start afresh."""
-        self._plans: dict[bytes, tuple[list[tuple[float, tuple, list[int]]], torch.Tensor]] = {}
+        self._plans: dict[bytes, tuple[list[UpdateRows], torch.Tensor]] = {}
         self._rows = {key: list(t.unbind(0)) for key, t in
                       (("p", self.model.flat), ("g", self.model.grad), ("s", self.steps), ("decay", self.decay),
                        ("l1", self.l1), *self.state.items()) if t is not None}
@@ -60,8 +60,9 @@ class BatchedOptimizer:
         self.steps = self.steps[rows]
         self._index_rows()
 
-    def _plan(self, stepping: np.ndarray) -> tuple[list[tuple[float, tuple, list[int]]], torch.Tensor]:
-        """The stepping models grouped by (lr, hyperparameters), one update call each; `stepping` as 0/1 floats."""
+    def _plan(self, stepping: np.ndarray) -> tuple[list[UpdateRows], torch.Tensor]:
+        """The updates of the stepping models, one per (lr, hyperparameters) over their row views, built once
+        per pattern of `stepping` (a step reuses them: a few microseconds of Python each); `on`: 0/1 floats."""
         key = stepping.tobytes()
         if key not in self._plans:
             groups: dict[tuple[float, tuple], list[int]] = {}
@@ -69,8 +70,13 @@ class BatchedOptimizer:
                 groups.setdefault((self.lr[i], tuple(self.hp[i].items())), []).append(i)
             if len(self._plans) > 256:
                 self._plans.clear()
+            rows = self._rows
+            updates = [UpdateRows(params=[rows["p"][i] for i in idx], grads=[rows["g"][i] for i in idx],
+                                  state={key: [rows[key][i] for i in idx] for key in self.state},
+                                  steps=[rows["s"][i] for i in idx], lr=lr, hp=dict(hp))
+                       for (lr, hp), idx in groups.items()]
             on = torch.as_tensor(stepping, device=self.steps.device).to(self.steps.dtype)
-            self._plans[key] = ([(lr, hp, rows) for (lr, hp), rows in groups.items()], on)
+            self._plans[key] = (updates, on)
         return self._plans[key]
 
     def step(self, stepping: np.ndarray | torch.Tensor) -> None:
@@ -81,7 +87,7 @@ class BatchedOptimizer:
         g, flat = self.model.grad, self.model.flat
         if self.model.param_mask is not None:
             g.mul_(self.model.param_mask)  # padding stays zero (a sigmoid's padded units have outputs)
-        groups, on = self._plan(stepping)
+        updates, on = self._plan(stepping)
         if self.l1 is not None:
             self._add_to_grad(flat.sign(), "l1", stepping)
         if self.clip is not None:
@@ -91,12 +97,8 @@ class BatchedOptimizer:
         elif self.decay is not None:
             self._add_to_grad(flat, "decay", stepping)
         self.steps.add_(on)
-        rows = self._rows
-        for lr, hp, idx in groups:
-            self.declaration.batched_update(UpdateRows(
-                params=[rows["p"][i] for i in idx], grads=[rows["g"][i] for i in idx],
-                state={key: [rows[key][i] for i in idx] for key in self.state},
-                steps=[rows["s"][i] for i in idx], lr=lr, hp=dict(hp)))
+        for update in updates:
+            self.declaration.batched_update(update)
 
     def _add_to_grad(self, values: torch.Tensor, coefficient: str, stepping: np.ndarray) -> None:
         """grad += values * the per-model coefficient rows, for the models that step (the others may be summing)."""

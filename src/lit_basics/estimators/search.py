@@ -8,6 +8,7 @@ scores, `cv_results_`, best candidate and refit are GridSearchCV's own code.
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -93,27 +94,31 @@ class FNNSearchCV(GridSearchCV):
         if self.verbose > 0:
             print(f"Fitting {len(splits)} folds for each of {len(candidates)} candidates, totalling "
                   f"{len(models)} fits in batched groups")
-        fitted, seconds = self._train(plans, blocks, data, targets, 0 if classes is None else len(classes))
-        out = []
-        for i, (c, k) in enumerate(models):
+
+        def evaluate(i: int, layers: list[tuple], history: list[dict], diverged: bool, seconds: float) -> dict:
+            """Model i (candidate c on fold k) as a fitted estimator, scored as GridSearchCV's _fit_and_score."""
+            c, k = models[i]
             est = clone(fnn).set_params(**split[c][1])
             if classes is not None:
                 est.classes_ = classes
             est.n_features_in_ = data.width(split[c][0], k)
-            layers, history, diverged = fitted[i]
             spec = plans[i].spec
             try:
                 est.set_result(layers, history, len(spec.train_rows), targets[spec.val_rows], diverged)
             except ValueError as err:  # error_score "raise"
                 raise ValueError(f"candidate {candidates[c]} on fold {k}: {err}") from None
             model = est if prep is None else Pipeline([*data.prep(split[c][0], k).steps, (name, est)])
-            out.append(self._score(model, X, y, splits[k], scorers, seconds[i] + data.seconds(split[c][0], k)))
+            return self._score(model, X, y, splits[k], scorers, seconds + data.seconds(split[c][0], k))
+
+        out = self._train(plans, blocks, data, targets, 0 if classes is None else len(classes), evaluate)
         self._finish(X, y, candidates, out, scorers, refit_metric)
         return self
 
-    def _train(self, plans: list[Plan], blocks: list[tuple], data: "_Folds", targets: np.ndarray, num_classes: int
-               ) -> tuple[list[tuple], list[float]]:
-        """Each model's (layers, history) and its share of its group's seconds, in the order of `plans`."""
+    def _train(self, plans: list[Plan], blocks: list[tuple], data: "_Folds", targets: np.ndarray, num_classes: int,
+               evaluate: Callable[..., dict]) -> list[dict]:
+        """Train every model in batched groups; each group's worker also scores its models (`evaluate`, on the
+        fitted layers, history, divergence and the model's share of its group's seconds), so scoring runs on
+        every core and nothing but scores comes back. The results in the order of `plans`."""
         merge = torch.cuda.is_available() if self.merge_groups is None else self.merge_groups
         settings = [{**p.settings, "patience": p.patience, "min_delta": p.min_delta, "keep_best": p.keep_best,
                      "block": block} for p, block in zip(plans, blocks, strict=True)]
@@ -121,7 +126,7 @@ class FNNSearchCV(GridSearchCV):
         chunks = chunk_groups(group_members(settings, [0], merge, shared=GROUP_SHARED), workers, self.max_models)
         y = torch.as_tensor(targets)
 
-        def job(j: int) -> tuple[list[tuple], float]:
+        def job(j: int) -> list[dict]:
             members = [i for i, _ in chunks[j]]
             first, s = plans[members[0]], settings[members[0]]
             started = time.perf_counter()
@@ -129,17 +134,17 @@ class FNNSearchCV(GridSearchCV):
             result = fit_configurations(data.x(s["block"], device), y.to(device), [plans[i].spec for i in members],
                                         [settings[i] for i in members], num_classes, patience=first.patience,
                                         min_delta=first.min_delta, keep_best=first.keep_best)
-            layers = [[(w.cpu().numpy(), b.cpu().numpy()) for w, b in model] for model in result.layers]
-            return (list(zip(layers, result.history, result.diverged, strict=True)),
-                    (time.perf_counter() - started) / len(members))
+            share = (time.perf_counter() - started) / len(members)
+            return [evaluate(i, [(w.cpu().numpy(), b.cpu().numpy()) for w, b in layers], history, diverged, share)
+                    for i, layers, history, diverged in zip(members, result.layers, result.history, result.diverged,
+                                                            strict=True)]
 
         costs = [len(c) * settings[c[0][0]]["max_epochs"] * sum(settings[c[0][0]]["hidden_sizes"]) for c in chunks]
-        fitted: list[Any] = [None] * len(plans)
-        seconds = [0.0] * len(plans)
-        for j, (results, share) in run_jobs(job, costs, min(workers, len(chunks))):
+        out: list[Any] = [None] * len(plans)
+        for j, results in run_jobs(job, costs, min(workers, len(chunks))):
             for (i, _), result in zip(chunks[j], results, strict=True):
-                fitted[i], seconds[i] = result, share
-        return fitted, seconds
+                out[i] = result
+        return out
 
     def _score(self, model: Any, X: Any, y: Any, split: tuple, scorers: Any, fit_time: float) -> dict[str, Any]:
         """One candidate x fold as sklearn's _fit_and_score reports it."""
