@@ -70,8 +70,9 @@ def test_weight_decay_becomes_alpha_times_the_batch_size():
     """MLPClassifier's L2 gradient is alpha * W / batch rows; LitFNN's is weight_decay * W."""
     (plan,) = plan_datasets(["iris"], CONFIGS)
     search = load_search(CONFIGS / "experiments" / "tune_iris.yaml")
-    decays = dict(search.grid())["model.weight_decay"]
-    assert [g["batch_size"] for g in plan.sklearn_grid] == [[b] for b in dict(search.grid())["data.init_args.batch_size"]]
+    axes = dict(search.grid())
+    decays = axes["model.weight_decay"]
+    assert [g["batch_size"] for g in plan.sklearn_grid] == [[b] for b in axes["data.init_args.batch_size"]]
     for sub in plan.sklearn_grid:
         assert sub["alpha"] == pytest.approx([w * sub["batch_size"][0] for w in decays])
     assert grid_size(plan.sklearn_grid) == int(np.prod([len(v) for v in search.grid().values()]))

@@ -99,7 +99,8 @@ def numbers_as_text(values: pd.Series, rows: list[int] | None) -> str | None:
     """'numeric' for a text column whose every value is a number (stray blanks, mixed types); None for text.
 
     A column of numbers pandas could not read (separators, units, or a few repeated non-numbers such as
-    '?' among at least as many numbers) is refused with the option that reads it: as categories or an ID it would silently lose what it measures.
+    '?' among at least as many numbers) is refused with the option that reads it: as categories or an ID
+    it would silently lose what it measures.
     """
     name, text = values.name, values.dropna().astype(str).str.strip()
     parsed = pd.to_numeric(text, errors="coerce").notna()
