@@ -314,3 +314,25 @@ def test_prepare_refuses_text_in_a_numeric_column(penguins):
     new.loc[4, "depth_mm"] = "n/a?"
     with pytest.raises(ConfigError, match="column 'depth_mm' is numeric but data row 5 holds 'n/a\\?'"):
         prepare(new, dm.plan)
+
+
+def test_both_search_engines_agree_when_a_folds_one_hot_width_differs(workdir, tmp_path):
+    """A category present in one row only is absent from the training rows of the fold that validates on it:
+    that fold has one input fewer. The batched engine pads it but starts from LitFNN's weights for its width."""
+    from lit_basics.experiments.search.batched_folds import BatchedFolds
+    from lit_basics.experiments.search.folds import LightningFolds
+    from lit_basics.experiments.search.space import SearchSpec
+
+    frame = penguin_frame(60)
+    frame["island"] = frame["island"].astype(object)
+    frame.loc[7, "island"] = "Rare"
+    base = _csv_config(workdir, write(tmp_path / "rare.csv", frame))
+    spec = SearchSpec(name="widths", base=Path(base), space=[], folds=3, seed=1,
+                      common={"trainer.max_epochs": 3, "model.lr": 0.01})
+    batched = BatchedFolds(spec.run_args({}), 3, seed=1, patience=10, workers=1)
+    assert len(set(batched.widths)) == 2  # one fold is narrower
+    args = spec.run_args({})
+    for a, b in zip(batched.fit_folds(args, lambda r: None, {}), LightningFolds(3, seed=1, patience=10).fit_folds(
+            args, lambda r: None, {}), strict=True):
+        assert [row["val/loss"] for row in a.history] == pytest.approx([row["val/loss"] for row in b.history],
+                                                                        abs=1e-4)

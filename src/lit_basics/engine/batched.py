@@ -44,6 +44,7 @@ class ModelSpec:
     grad_clip: float = 0.0  # clip the model's gradient norm to this before each step (0: no clipping)
     optimizer_kwargs: dict[str, float] = field(default_factory=dict)  # the optimizer's own hyperparameters
     seed: int = 0
+    input_dim: int = 0  # its fold's real feature count when the data is zero-padded wider (0: the data's width)
 
 
 @dataclass
@@ -105,15 +106,16 @@ class BatchedMLP:
 
     @classmethod
     def from_modules(cls, modules: list[FNN], activation: str, alpha: float = 0.01,
-                     dropout: torch.Tensor | None = None) -> "BatchedMLP":
-        """Stack M FNNs of one depth; every layer is zero-padded to the widest, rounded up to ALIGN units.
+                     dropout: torch.Tensor | None = None, input_dim: int = 0) -> "BatchedMLP":
+        """Stack M FNNs of one depth; every layer is zero-padded to the widest, rounded up to ALIGN units
+        (the input to `input_dim` when that is wider: zero-padded data columns meet zero weights).
 
         A padded unit has no incoming or outgoing weights, so it changes nothing: models of several
         widths train as one group, and round sizes keep the matmuls fast (a 10-wide output layer
         took 3x the time of a 16-wide one on an AVX-512 CPU). The output is cut back to its width.
         """
         layers = [[m for m in module.net if isinstance(m, torch.nn.Linear)] for module in modules]
-        sizes = [max(ls[0].in_features for ls in layers)]
+        sizes = [max(input_dim, *(ls[0].in_features for ls in layers))]
         sizes += [_aligned(max(ls[i].out_features for ls in layers)) for i in range(len(layers[0]))]
         rows, masks = [], []
         for linears in layers:

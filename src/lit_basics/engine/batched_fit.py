@@ -149,10 +149,11 @@ class _GroupFit:
         with torch.random.fork_rng(devices=[]):  # the caller's global generator is left as it was
             for spec, widths in zip(specs, sizes, strict=True):
                 torch.manual_seed(spec.seed)  # each model starts as a separate FNN of its own sizes would
-                modules.append(FNN(x.shape[-1], list(widths), out_dim, activation=activation, init=init))
+                modules.append(FNN(spec.input_dim or x.shape[-1], list(widths), out_dim, activation=activation,
+                                   init=init))
         hp = {k: torch.tensor([getattr(s, k) for s in specs], dtype=x.dtype, device=device)
               for k in ("lr", "weight_decay", "l1", "dropout", "momentum", "grad_clip")}
-        self.net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"]).to(device)
+        self.net = BatchedMLP.from_modules(modules, activation, alpha, hp["dropout"], x.shape[-1]).to(device)
         self.opt = BatchedOptimizer(optimizer, self.net, hp["lr"], hp["weight_decay"], hp["momentum"], hp["l1"],
                                     [s.optimizer_kwargs for s in specs], hp["grad_clip"])
         batch_sizes = list(batch_size) if isinstance(batch_size, list | tuple) else [batch_size] * m

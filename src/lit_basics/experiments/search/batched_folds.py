@@ -57,9 +57,11 @@ class BatchedFolds:
         self.folds_rows = datamodule.fold_indices(y)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         # Each fold's preprocessing is fitted on its own training rows, once. A CSV's one-hot width can differ
-        # between folds (a category absent from one fold's training rows): a zero column there adds nothing.
+        # between folds (a category absent from one fold's training rows): its models start from weights
+        # drawn for its own width (as LitFNN's), zero-padded; a zero column there adds nothing.
         features = [torch.as_tensor(datamodule.fit_features(train)) for train, _ in self.folds_rows]
-        width = max(f.shape[1] for f in features)
+        self.widths = [f.shape[1] for f in features]
+        width = max(self.widths)
         self.x = torch.stack([torch.nn.functional.pad(f, (0, width - f.shape[1])) for f in features]).to(device)
         self.y = torch.as_tensor(y).to(device)
         self.num_classes = datamodule.num_classes
@@ -111,6 +113,7 @@ class BatchedFolds:
                 val_rows=torch.as_tensor(self.folds_rows[f][1]),
                 fold=f,
                 seed=fold_seed(self.seed, f),
+                input_dim=self.widths[f],
                 **model_spec_values(settings[c]),
             )
             for c, f in members
