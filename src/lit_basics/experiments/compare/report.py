@@ -9,7 +9,7 @@ from lit_basics.experiments.compare.spec import ExperimentSpec
 
 # (column, header, higher is better, scale)
 COLUMNS = [
-    ("best_val_acc", "best val acc", True, 100.0),
+    ("best_val_acc", "val acc at best", True, 100.0),  # at the lowest validation loss: the kept checkpoint
     ("test_acc", "test acc", True, 100.0),
     ("best_val_loss", "best val loss", False, 1.0),
     ("test_rmse", "test RMSE", False, 1.0),
@@ -24,7 +24,7 @@ COLUMNS = [
 
 
 def ranking_column(results: pd.DataFrame) -> tuple[str, bool]:
-    """Rank by best validation accuracy when there is one, else by best validation loss."""
+    """Rank by the validation accuracy of the best (lowest-loss) epoch when there is one, else by that loss."""
     if "best_val_acc" in results and results["best_val_acc"].notna().any():
         return "best_val_acc", True
     return "best_val_loss", False
