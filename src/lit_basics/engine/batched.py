@@ -103,6 +103,7 @@ class BatchedMLP:
                 size = shape[1] * shape[2]
                 out.append(flat[:, start : start + size].view(shape))
                 grads.append(self.grad[:, start : start + size].view(shape))
+        self.weights_t = [w.transpose(1, 2) for w in self.weights]  # (M, out, in) views, for backward
 
     @classmethod
     def from_modules(cls, modules: list[FNN], activation: str, alpha: float = 0.01,
@@ -252,7 +253,7 @@ class BatchedMLP:
                 self.weight_grads[i].copy_(weight_grad)
                 torch.sum(d, 1, keepdim=True, out=self.bias_grads[i])
             if i:
-                d = torch.bmm(d, self.weights[i].transpose(1, 2))
+                d = torch.bmm(d, self.weights_t[i])
                 _, out, scale = saved[i - 1]
                 if scale is not None:
                     d.mul_(scale)

@@ -344,7 +344,10 @@ class _Members:
 
 
 def _validate(net: BatchedMLP, members: _Members, loss: Loss, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(M,) validation loss and accuracy (0 for regression) of every model in the stack."""
+    """(M,) validation loss and accuracy (0 for regression, and without validation rows) of every model."""
+    if members.val_mask.shape[1] == 0:  # nothing to validate (an estimator that never stops early)
+        zeros = members.val_mask.new_zeros(members.val_mask.shape[0])
+        return zeros, zeros.clone()
     logits = net(members.x_val)
     per_sample = loss.values(logits, members.y_val, num_classes)
     if num_classes:

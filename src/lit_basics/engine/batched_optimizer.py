@@ -82,12 +82,12 @@ class BatchedOptimizer:
     def step(self, stepping: np.ndarray | torch.Tensor) -> None:
         """One update from `model.grad` for the models where `stepping` (bool per model) is true."""
         stepping = np.asarray(stepping.cpu() if isinstance(stepping, torch.Tensor) else stepping, dtype=bool)
-        if not stepping.any():
+        updates, on = self._plan(stepping)
+        if not updates:  # no model steps
             return
         g, flat = self.model.grad, self.model.flat
         if self.model.param_mask is not None:
             g.mul_(self.model.param_mask)  # padding stays zero (a sigmoid's padded units have outputs)
-        updates, on = self._plan(stepping)
         if self.l1 is not None:
             self._add_to_grad(flat.sign(), "l1", stepping)
         if self.clip is not None:
