@@ -135,3 +135,24 @@ def test_importing_the_models_patches_nothing():
             "from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric\n"
             "assert not getattr(_ResultMetric.to, 'skips_redundant_moves', False)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class _TwoArgumentError(Exception):
+    def __init__(self, a, b):  # pickles as MyErr(message): cannot be rebuilt in the parent
+        super().__init__(f"bad {a} {b}")
+
+
+def _failing_job(index: int) -> int:
+    if index == 1:
+        raise _TwoArgumentError("x", "y")
+    return index
+
+
+def test_a_worker_error_that_cannot_be_unpickled_comes_back_instead_of_hanging_the_pool():
+    """multiprocessing's result thread dies on such an error and the pool waits forever; run_jobs names it."""
+    from lit_basics.engine.parallel import run_jobs
+
+    with pytest.raises(RuntimeError, match="_TwoArgumentError: bad x y"):
+        list(run_jobs(_failing_job, [1.0, 1.0, 1.0], workers=2))
+    with pytest.raises(ValueError, match="plain"):  # an ordinary error keeps its type
+        list(run_jobs(lambda i: (_ for _ in ()).throw(ValueError("plain")), [1.0, 1.0], workers=2))

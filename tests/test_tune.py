@@ -107,6 +107,19 @@ def test_resume_after_the_base_config_or_the_engine_changed_is_refused(workdir, 
         assert stop.value.code == 2 and change in capsys.readouterr().err
 
 
+def test_resume_of_a_study_scored_by_an_older_definition_is_refused(workdir, capsys):
+    """A study from before fold scores meant 'accuracy at the lowest-loss epoch' records no score definition."""
+    path = _search(workdir)
+    _tune(path, "--no-refit")
+    db = "sqlite:///" + str((workdir / "reports/tiny_search/study.db").resolve())
+    study = optuna.load_study(study_name="tiny_search", storage=db)
+    study.set_user_attr("search", {k: v for k, v in study.user_attrs["search"].items() if k != "score"})
+    with pytest.raises(SystemExit) as stop:
+        _tune(path, "--no-refit", "--resume")
+    assert stop.value.code == 2 and "was made with score=None, this search has validation accuracy at the lowest" \
+        in capsys.readouterr().err
+
+
 def test_resume_after_an_interruption_completes_without_repeating(workdir, monkeypatch):
     space = "space:\n  depth: [1]\n  width: [4, 8, 16]\n  model.lr: [0.01]\n  data.init_args.batch_size: [16]\n"
     path = _search(workdir, space)

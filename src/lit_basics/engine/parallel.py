@@ -8,6 +8,7 @@ in this process.
 """
 
 import os
+import pickle
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -38,8 +39,18 @@ def _start_worker() -> None:
 
 
 def _run(index: int) -> tuple[int, Any]:
+    """A job in a worker; an error that would not survive the trip back (its class cannot be rebuilt from its
+    pickle, which leaves multiprocessing's result thread dead and the pool waiting forever) comes back as a
+    RuntimeError naming it."""
     assert _JOB is not None
-    return index, _JOB(index)
+    try:
+        return index, _JOB(index)
+    except Exception as err:
+        try:
+            pickle.loads(pickle.dumps(err))
+        except Exception:
+            raise RuntimeError(f"{type(err).__name__}: {err}") from None
+        raise
 
 
 def run_jobs(job: Callable[[int], Any], costs: Sequence[float], workers: int) -> Iterator[tuple[int, Any]]:

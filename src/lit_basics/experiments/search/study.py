@@ -59,13 +59,17 @@ def make_storage(url: str) -> str | optuna.storages.RDBStorage:
     return storage
 
 
+# what a fold's score means; a study whose trials were scored otherwise (an older lit-basics) is not resumed
+FOLD_SCORE = "validation accuracy at the lowest validation loss (classification); minus that loss (regression)"
+
+
 def search_settings(spec: SearchSpec, data: dict[str, Any] | None, engine: str = "batched") -> dict[str, Any]:
-    """What a study's trials depend on (space, sampler, folds, seed, patience, base config and its contents,
-    data, engine), as JSON values."""
+    """What a study's trials depend on (what a fold score means, space, sampler, folds, seed, patience, base
+    config and its contents, data, engine), as JSON values."""
     space = {d.name: d.choices if d.choices is not None else {"low": d.low, "high": d.high, "log": d.log,
                                                                 "int": d.integer} for d in spec.space}
     contents = hashlib.sha256(Path(spec.base).read_bytes()).hexdigest()[:12]
-    settings = {"space": space, "sampler": spec.sampler, "folds": spec.folds, "seed": spec.seed,
+    settings = {"score": FOLD_SCORE, "space": space, "sampler": spec.sampler, "folds": spec.folds, "seed": spec.seed,
                 "patience": spec.patience, "base": str(spec.base), "base_contents": f"sha256 {contents}",
                 "common": spec.common, "data": data, "engine": engine}
     return json.loads(json.dumps(settings, default=str))
