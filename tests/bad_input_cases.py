@@ -62,7 +62,7 @@ CASES = [
     ("CSV numbers with decimal commas", "fit", "--config {cfg:csv} --data.path {tmp}/decimal_comma.csv",
      "column 'a' holds numbers pandas did not read ('0,5' in data row 1); set --data.decimal ','"),
     ("CSV numbers with '?' for missing", "fit", "--config {cfg:csv} --data.path {tmp}/question_marks.csv",
-     "column 'a' holds numbers but also '?' (4x), first in data row 3; mark such cells missing with --data.na_values"),
+     "column 'a' holds numbers but also '?' (4x), first in data row 3; mark them missing with --data.na_values"),
     ("CSV delimiter that leaves one column", "fit", "--config {cfg:csv} --data.path {tmp}/spaces.csv",
      "splits into one column with the sniffed delimiter ','; set --data.sep"),
     ("MNIST files absent, offline", "fit", "--config {cfg:mnist} --data.root {tmp}/nomnist --data.download false",

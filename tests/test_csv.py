@@ -179,18 +179,28 @@ def number_text_frame(kind: str, n: int = 40) -> tuple[pd.DataFrame, float]:
     written = {"decimal": [f"{v:.1f}".replace(".", ",") for v in values],
                "thousands": [f"{v:,.1f}" for v in values],
                "missing": ["?" if i % 7 == 3 else f"{v:.1f}" for i, v in enumerate(values)],
-               "units": [f"{v:.1f}%" for v in values]}[kind]
+               "units": [f"{v:.1f}%" for v in values],
+               "both_marks": [f"{v:,.1f}".replace(",", " ").replace(".", ",").replace(" ", ".") for v in values],
+               "decimal_and_missing": ["?" if i % 7 == 3 else f"{v:.1f}".replace(".", ",")
+                                       for i, v in enumerate(values)],
+               "mostly_missing": [f"{v:.1f}" if i % 4 == 1 else "-" for i, v in enumerate(values)]}[kind]
     return pd.DataFrame({"x": written, "b": np.arange(n) % 5, "label": np.arange(n) % 2}), values[5]
 
 
 NUMBERS_AS_TEXT = [  # (kind, delimiter, what the refusal says, the option that reads the column as numbers)
     ("decimal", ";", "holds numbers pandas did not read ('0,0' in data row 1); set --data.decimal ','",
      {"decimal": ","}),
-    ("thousands", ",", "holds numbers pandas did not read ('1,234.5' in data row 2); set --data.decimal ',' if ',' "
-     "marks decimals or --data.thousands ','", {"thousands": ","}),
-    ("missing", ",", "holds numbers but also '?' (6x), first in data row 4; mark such cells missing with "
+    ("thousands", ",", "holds numbers pandas did not read ('1,234.5' in data row 2); set --data.thousands ','",
+     {"thousands": ","}),
+    ("missing", ",", "holds numbers but also '?' (6x), first in data row 4; mark them missing with "
      "--data.na_values \"['?']\"", {"na_values": ["?"]}),
-    ("units", ",", "holds numbers with units ('0.0%' in data row 1)", None),
+    ("units", ",", "holds numbers with units or signs pandas does not read ('0.0%' in data row 1)", None),
+    ("both_marks", ";", "('1.234,5' in data row 2); set --data.decimal ',' and --data.thousands '.'",
+     {"decimal": ",", "thousands": "."}),
+    ("decimal_and_missing", ";", "('0,0' in data row 1); set --data.decimal ',' if ',' marks decimals or "
+     "--data.thousands ',' if it groups thousands, and mark '?' (6x) missing with --data.na_values \"['?']\"",
+     {"decimal": ",", "na_values": ["?"]}),
+    ("mostly_missing", ",", "holds numbers but also '-' (30x), first in data row 1", {"na_values": ["-"]}),
 ]
 
 
@@ -210,7 +220,7 @@ def test_numbers_written_as_text_are_refused_then_read_with_the_named_option(tmp
     dm = CSVDataModule(path=path, **option)
     assert dm.plan.numeric == ["x", "b"] and dm.num_features == 2
     assert dm.table["x"].iloc[5] == pytest.approx(true_value)
-    if kind == "missing":
+    if kind in ("missing", "decimal_and_missing"):
         assert dm.table["x"].isna().sum() == 6  # the '?' cells are gaps, imputed from training rows
 
 
@@ -227,10 +237,24 @@ def test_bad_number_formats_are_refused(tmp_path, kwargs, message):
 
 def test_text_and_dates_with_some_numbers_are_still_text_and_dates(tmp_path):
     frame = penguin_frame()
+    frame["version"] = [f"1.{i % 4}.{i % 3}" for i in range(len(frame))]  # not numbers in any notation
+    frame["host"] = [f"10.0.{i % 5}.{i % 7}" for i in range(len(frame))]
     frame["ring"] = [str(i % 9) if i % 3 else f"R{i % 4}" for i in range(len(frame))]  # 4 codes among numbers: text
     frame["dotted"] = pd.date_range("2001-01-01", periods=len(frame), freq="D").strftime("%d.%m.%Y")
     dm = CSVDataModule(path=write(tmp_path / "t.csv", frame), label_column="species")
-    assert "ring" in dm.plan.categorical and "dotted" in dm.plan.dates
+    assert {"ring", "version", "host"} <= set(dm.plan.categorical) and "dotted" in dm.plan.dates
+
+
+def test_a_regression_label_written_with_decimal_commas_is_named_then_read(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(30) % 7, "b": np.arange(30) % 4,
+                          "target": [f"{i * 0.5:.1f}".replace(".", ",") for i in range(30)]})
+    path = write(tmp_path / "reg.csv", frame, sep=";")
+    message = "column 'target' holds numbers pandas did not read .* set --data.decimal ','"
+    with pytest.raises(ConfigError, match=message) as info:
+        CSVDataModule(path=path, label_column="target", task="regression")
+    assert "categorical_columns" not in str(info.value)  # no categories for a regression target
+    dm = CSVDataModule(path=path, label_column="target", task="regression", decimal=",")
+    assert sorted(dm.arrays[1])[:3] == pytest.approx([0.0, 0.5, 1.0])
 
 
 def test_harmless_oddities_are_notes_not_errors(tmp_path):

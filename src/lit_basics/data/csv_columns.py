@@ -6,7 +6,6 @@ fitted on training rows only. `export_state` and `rebuild` turn a fitted transfo
 values and tensors and back, so it travels in a checkpoint that loads with `weights_only=True`.
 """
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,14 +18,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from lit_basics.data.csv_numbers import PLAIN_NUMBERS, NumberFormat, numbers_as_text
 from lit_basics.errors import ConfigError
 
 IMPUTE = ("median", "mean", "drop_rows", "none")
 DATE_PARTS = ("year", "dayofyear")
 ID_MIN_ROWS = 10  # below this many rows a column of distinct strings is still taken as a category
-MISSING_MARKERS = 3  # a column of numbers and at most this many other values ('?', '-', 'n/a') is numbers with gaps
-# a number with a sign, currency, grouping or decimal marks, or a percent sign: what pandas reads as text
-NUMBER_TEXT = r"[-+]?[$€£¥]?\s?[-+]?\d[\d.,' \u00a0]*\s?%?"
 
 
 @dataclass
@@ -53,14 +50,16 @@ class ColumnPlan:
 
 
 def plan_columns(table: pd.DataFrame, label: str, features: list[str] | None, categorical: list[str],
-                 drop: list[str], rows: list[int] | None = None) -> ColumnPlan:
+                 drop: list[str], rows: list[int] | None = None, number_format: NumberFormat = PLAIN_NUMBERS
+                 ) -> ColumnPlan:
     """Decide each feature column's role from its values; an explicitly named column is never dropped.
     `rows`: the file's data row number of each table row (for messages; 1, 2, ... when None)."""
     listed = set(features or [])
     candidates = features or [c for c in table.columns if c != label and c not in drop]
     plan = ColumnPlan()
     for column in candidates:
-        role, reason = column_role(table[column], column in categorical, explicit=column in listed, rows=rows)
+        role, reason = column_role(table[column], column in categorical, explicit=column in listed, rows=rows,
+                                   number_format=number_format)
         if role == "drop":
             plan.dropped[column] = reason
         else:
@@ -71,8 +70,8 @@ def plan_columns(table: pd.DataFrame, label: str, features: list[str] | None, ca
     return plan
 
 
-def column_role(values: pd.Series, categorical: bool, explicit: bool, rows: list[int] | None = None
-                ) -> tuple[str, str]:
+def column_role(values: pd.Series, categorical: bool, explicit: bool, rows: list[int] | None = None,
+                number_format: NumberFormat = PLAIN_NUMBERS) -> tuple[str, str]:
     """('numeric' | 'categorical' | 'dates' | 'drop', reason for a drop); `rows`: the file's data row numbers."""
     name = values.name
     present = values.dropna()
@@ -88,44 +87,11 @@ def column_role(values: pd.Series, categorical: bool, explicit: bool, rows: list
         return "numeric", ""
     if parse_dates(present) is not None:
         return "dates", ""
-    if (as_numbers := numbers_as_text(values, rows)) is not None:
+    if (as_numbers := numbers_as_text(values, rows, number_format)) is not None:
         return as_numbers, ""
     if len(present) == len(values) >= ID_MIN_ROWS and present.nunique() == len(values) and not explicit:
         return "drop", "a different value in every row (an ID)"
     return "categorical", ""
-
-
-def numbers_as_text(values: pd.Series, rows: list[int] | None) -> str | None:
-    """'numeric' for a text column whose every value is a number (stray blanks, mixed types); None for text.
-
-    A column of numbers pandas could not read (separators, units, or a few repeated non-numbers such as
-    '?' among at least as many numbers) is refused with the option that reads it: as categories or an ID
-    it would silently lose what it measures.
-    """
-    name, text = values.name, values.dropna().astype(str).str.strip()
-    parsed = pd.to_numeric(text, errors="coerce").notna()
-    if parsed.all():
-        return "numeric"
-    other = text[~parsed]
-    position = values.index.get_loc(other.index[0])
-    where = f"data row {rows[position] if rows is not None else position + 1}"
-    keep = f"or list {name!r} in --data.categorical_columns to use its values as categories"
-    if other.str.fullmatch(NUMBER_TEXT).all():
-        value = other.iloc[0]
-        if re.search(r"[%$€£¥]", value):
-            raise ConfigError(f"csv: column {name!r} holds numbers with units ({value!r} in {where}); write "
-                              f"plain numbers in the file, {keep}")
-        mark = next(c for c in value if c in ",.' \u00a0")
-        raise ConfigError(f"csv: column {name!r} holds numbers pandas did not read ({value!r} in {where}); "
-                          f"set --data.decimal {mark!r} if {mark!r} marks decimals or --data.thousands "
-                          f"{mark!r} if it groups thousands, {keep}")
-    counts = other.value_counts()
-    if parsed.sum() * 2 < len(text) or len(counts) > MISSING_MARKERS:
-        return None  # text (codes, words) that holds some numbers
-    shown = ", ".join(f"{v!r} ({n}x)" for v, n in counts.items())
-    na = "[" + ", ".join(f"'{v}'" for v in counts.index) + "]"
-    raise ConfigError(f"csv: column {name!r} holds numbers but also {shown}, first in {where}; mark such "
-                      f"cells missing with --data.na_values \"{na}\", {keep}")
 
 
 def _refuse_or_drop(explicit: bool, name: str, reason: str) -> tuple[str, str]:
@@ -160,7 +126,8 @@ def parse_dates(values: pd.Series) -> pd.Series | None:
     return None
 
 
-def prepare(table: pd.DataFrame, plan: ColumnPlan, rows: list[int] | None = None) -> pd.DataFrame:
+def prepare(table: pd.DataFrame, plan: ColumnPlan, rows: list[int] | None = None,
+            number_format: NumberFormat = PLAIN_NUMBERS) -> pd.DataFrame:
     """The transformer's input: numeric columns as floats, dates as their parts, categories as strings.
 
     Values of another kind than the plan expects (text in a numeric column, a date that does not
@@ -169,7 +136,7 @@ def prepare(table: pd.DataFrame, plan: ColumnPlan, rows: list[int] | None = None
     rows = rows if rows is not None else list(range(1, len(table) + 1))
     out: dict[str, Any] = {}
     for column in plan.numeric:
-        out[column] = _numbers(table[column], rows)
+        out[column] = _numbers(table[column], rows, number_format)
     for column in plan.dates:
         stamps = _stamps(table[column], rows)
         out[f"{column}_year"] = stamps.dt.year.astype("float64")
@@ -179,8 +146,8 @@ def prepare(table: pd.DataFrame, plan: ColumnPlan, rows: list[int] | None = None
     return pd.DataFrame(out, index=table.index)[[*plan.numeric_inputs, *plan.categorical]]
 
 
-def _numbers(values: pd.Series, rows: list[int]) -> pd.Series:
-    numbers = pd.to_numeric(values, errors="coerce")
+def _numbers(values: pd.Series, rows: list[int], number_format: NumberFormat) -> pd.Series:
+    numbers = number_format.parse(values)
     wrong = numbers.isna() & values.notna()
     if wrong.any():
         at = int(np.flatnonzero(wrong.to_numpy())[0])

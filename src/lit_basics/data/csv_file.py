@@ -20,6 +20,7 @@ from lit_basics.data.csv_columns import (
     prepare,
     rebuild,
 )
+from lit_basics.data.csv_numbers import NumberFormat, numbers_as_text
 from lit_basics.data.csv_read import read_table
 from lit_basics.errors import ConfigError, check_choice
 
@@ -81,6 +82,7 @@ class CSVDataModule(ArrayDataModule):
         self.drop_columns = [str(c) for c in drop_columns or []]
         self.read_options = {"sep": sep, "encoding": encoding, "skiprows": skiprows, "header": header,
                              "decimal": decimal, "thousands": thousands, "na_values": na_values}
+        self.numbers = NumberFormat(decimal, thousands)
         self.predict_path = predict_path
         self.notes: list[str] = []
         self.counts: dict[str, int] = {}
@@ -114,12 +116,13 @@ class CSVDataModule(ArrayDataModule):
         if table.empty:
             raise ConfigError(f"csv: every row of {self.path!r} lacks the label {self.label_column!r}")
         self.plan = plan_columns(table.drop(columns="__row"), self.label_column, self.feature_columns,
-                                 self.categorical_columns, self.drop_columns, rows=table["__row"].tolist())
+                                 self.categorical_columns, self.drop_columns, rows=table["__row"].tolist(),
+                                 number_format=self.numbers)
         table = self.handle_gaps(table)
         self.table = table
         self.row_numbers = table["__row"].to_numpy()
         self.counts["kept"] = len(table)
-        return prepare(table, self.plan, list(self.row_numbers)), self.labels(table[self.label_column])
+        return prepare(table, self.plan, list(self.row_numbers), self.numbers), self.labels(table[self.label_column])
 
     def check_column_names(self, columns: list[str]) -> None:
         """The label, listed features, categories and drops must be columns; the label no feature."""
@@ -159,7 +162,10 @@ class CSVDataModule(ArrayDataModule):
         name = self.label_column
         if self.task == "regression":
             if not pd.api.types.is_numeric_dtype(values):
-                raise ConfigError(f"csv: label column {name!r} must be numeric for task 'regression'")
+                rows = list(self.row_numbers)
+                if numbers_as_text(values, rows, self.numbers, feature=False) is None:  # text; else read or refused
+                    raise ConfigError(f"csv: label column {name!r} must be numeric for task 'regression'")
+                values = self.numbers.parse(values).rename(name)
             if np.isinf(values.to_numpy(dtype=np.float64)).any():
                 raise ConfigError(f"csv: label column {name!r} has an inf value")
             return values.to_numpy(dtype=np.float64)
@@ -240,7 +246,7 @@ class CSVDataModule(ArrayDataModule):
             row, col = np.argwhere(gaps.to_numpy())[0]
             raise ConfigError(f"csv: predict file row {row + 1} has no value for {self.plan.used[col]!r}; the "
                               f"model was trained with impute={self.impute!r}, which fills no gaps")
-        x = prepare(table, self.plan, rows)
+        x = prepare(table, self.plan, rows, self.numbers)
         categories = self.preprocessing.get("categories", [])
         for column, known in zip(self.plan.categorical, categories, strict=True):
             values = x[column].dropna()
