@@ -330,3 +330,21 @@ def test_ctrl_c_stops_a_search_with_one_line_and_it_resumes(workdir):
     _tune(workdir / "search.yaml", "--no-refit", "--resume", "--engine", "lightning")
     trials = pd.read_csv(out / "trials.csv")
     assert sorted(trials.loc[trials["state"] == "complete", "width"]) == [4, 8]
+
+
+def test_the_best_architecture_in_the_summary_is_the_ranked_best_trials():
+    """Two cells tie on the mean; the summary names the one the ranking (lower std) puts first, not the first cell."""
+    from optuna.distributions import CategoricalDistribution
+
+    from lit_basics.experiments.search import report
+    from lit_basics.experiments.search.space import Dimension, SearchSpec
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"depth": CategoricalDistribution([1, 2]), "width": CategoricalDistribution([16, 64])}
+    for depth, width, std in ((1, 16, 0.05), (2, 64, 0.01)):
+        study.add_trial(optuna.trial.create_trial(params={"depth": depth, "width": width}, distributions=dist,
+                                                  value=0.9, user_attrs={"std": std, "fold_0": 0.9, "fold_1": 0.9}))
+    spec = SearchSpec("cells", Path("base.yaml"), [Dimension("depth", choices=[1, 2]),
+                                                   Dimension("width", choices=[16, 64])], folds=2)
+    summary = report.summary_markdown(spec, study, report.trials_table(study, spec), None, [])
+    assert "Best architecture: 2 hidden layers of 64 units" in summary

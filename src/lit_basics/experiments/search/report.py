@@ -158,10 +158,11 @@ def summary_markdown(
     if {"depth", "width"} <= set(params):
         complete = trials[trials["state"] == "complete"]
         grid = complete.pivot_table(index="depth", columns="width", values="mean", aggfunc="max")
-        depth, width = grid.stack().idxmax()
+        best = complete.sort_values("rank").iloc[0]  # the ranked best trial's cell (ties: rank_key, not the first cell)
+        depth, width = best["depth"], best["width"]
         lines += ["## Depth x width", "",
-                  f"Best architecture: {int(depth)} hidden layers of {int(width)} units "
-                  f"(best CV score {grid.loc[depth, width]:.4f}). Best score per cell:", ""]
+                  f"Best architecture: {int(depth)} hidden layers of {int(width)} units, the best trial's "
+                  f"(CV score {best['mean']:.4f}). Best score per cell:", ""]
         table = grid.reset_index().rename(columns=lambda c: f"width {c}" if c != "depth" else c)
         lines += _table(table) + [""]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
