@@ -1,7 +1,5 @@
 """The training loop of a batched group: epochs, per-model batch order, validation, early stopping."""
 
-import math
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -10,22 +8,12 @@ import torch
 from lit_basics.data.batching import epoch_permutation
 from lit_basics.engine.batched import BatchedMLP, GroupResult, ModelSpec
 from lit_basics.engine.batched_optimizer import BatchedOptimizer
-from lit_basics.errors import check_choice
+from lit_basics.engine.batched_state import Members, Schedules, Scores, padded
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import LOSSES, Loss, output_dim, predict
-from lit_basics.models.optimizers import SCHEDULERS, make_scheduler
 
 EPOCH_GATHER_LIMIT = 2**25  # floats (128 MB): above it, rows are gathered per step instead of per epoch
 COMPACT_BELOW = 0.75  # when at most this share of the stack is still training, drop the stopped models
-
-
-def _padded(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """(M, n_max) row indices, -1 where a model has fewer rows."""
-    width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), -1, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out.to(device)
 
 
 def _epoch_order(specs: list[ModelSpec], epoch: int) -> list[torch.Tensor]:
@@ -98,44 +86,6 @@ def fit_configurations(x: torch.Tensor, y: torch.Tensor, specs: list[ModelSpec],
                      scheduler_kwargs=first["scheduler_kwargs"], **options)
 
 
-@dataclass
-class _Scores:
-    """Per model in the stack: whether it still trains, its best validation values and epochs counted."""
-
-    active: torch.Tensor  # (M,) bool
-    best_loss: torch.Tensor
-    best_acc: torch.Tensor
-    best_epoch: torch.Tensor
-    waited: torch.Tensor  # epochs since the last improvement
-    epochs_run: torch.Tensor
-    diverged: torch.Tensor  # (M,) bool: its training loss became NaN or infinite
-    min_delta: float = 0.0  # an epoch improves when its loss is below the best by more than this
-
-    @classmethod
-    def start(cls, m: int, device: torch.device, min_delta: float) -> "_Scores":
-        def zeros():
-            return torch.zeros(m, dtype=torch.long, device=device)
-
-        return cls(torch.ones(m, dtype=torch.bool, device=device), torch.full((m,), math.inf, device=device),
-                   torch.zeros(m, device=device), zeros(), zeros(), zeros(),
-                   torch.zeros(m, dtype=torch.bool, device=device), min_delta)
-
-    def update(self, val_loss: torch.Tensor, val_acc: torch.Tensor, epoch: int) -> torch.Tensor:
-        """Best values, best epoch and epochs without improvement; returns which models improved."""
-        active = self.active
-        self.epochs_run += active
-        improved = active & (val_loss < self.best_loss - self.min_delta)
-        self.best_loss = torch.where(improved, val_loss, self.best_loss)
-        self.best_epoch = torch.where(improved, torch.full_like(self.best_epoch, epoch + 1), self.best_epoch)
-        self.best_acc = torch.where(improved, val_acc, self.best_acc)  # the best-loss epoch's, as LitFNN's
-        self.waited = torch.where(improved, torch.zeros_like(self.waited), self.waited + active.long())
-        return improved
-
-    def rows(self, rows: torch.Tensor) -> "_Scores":
-        return _Scores(*(getattr(self, f.name)[rows] for f in fields(self) if f.name != "min_delta"),
-                       min_delta=self.min_delta)
-
-
 class _GroupFit:
     """The state of one group's training: the stacked net, its optimizer, the members, scores and schedules."""
 
@@ -160,9 +110,9 @@ class _GroupFit:
         self.micro = min(batch_sizes)
         if any(b % self.micro for b in batch_sizes):
             raise ValueError(f"batch sizes {sorted(set(batch_sizes))} must be multiples of the smallest, {self.micro}")
-        self.members = _Members(specs, x, y, batch_sizes, self.micro)
+        self.members = Members(specs, x, y, batch_sizes, self.micro)
         self.loss, self.num_classes = LOSSES[loss], num_classes
-        self.scores = _Scores.start(m, device, min_delta)
+        self.scores = Scores.start(m, device, min_delta)
         self.active = np.ones(m, dtype=bool)  # scores.active on the host: which models step (no sync per step)
         self.index = np.arange(m)  # the original model of each row of the stack
         self.final: dict[str, list] = {k: [0] * m for k in ("best_loss", "best_acc", "best_epoch", "epochs_run",
@@ -170,14 +120,14 @@ class _GroupFit:
         self.history: list[list[dict[str, float]]] = [[] for _ in range(m)]
         self.layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(m)]
         self.best_flat = self.net.flat.clone() if keep_best else None  # (M, P): each model's best parameters
-        self.schedules = _Schedules(scheduler, scheduler_kwargs, max_epochs, self.opt.lr)
+        self.schedules = Schedules(scheduler, scheduler_kwargs, max_epochs, self.opt.lr)
         self.net.seed_dropout([spec.seed for spec in specs])
         self.x_rows, self.y_rows = x.reshape(-1, x.shape[-1]), y.repeat(x.shape[0])  # row r of fold f: f * n + r
         self.x_epoch = self.y_epoch = None
 
     def _gather(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This epoch's (M, most rows) order and validity; its rows gathered once when they fit in memory."""
-        order = _padded(_epoch_order(self.members.specs, epoch), self.x_rows.device)  # -1 past a model's rows
+        order = padded(_epoch_order(self.members.specs, epoch), self.x_rows.device)  # -1 past a model's rows
         valid = order >= 0
         order = torch.where(valid, order, 0) + self.members.offset
         features = self.x_rows.shape[-1]
@@ -272,78 +222,7 @@ class _GroupFit:
                            self.history, self.layers, final["diverged"])
 
 
-def _scheduler(name: str, kwargs: dict[str, Any] | None, max_epochs: int, lr: float) -> Any:
-    """Scheduler `name` on a one-parameter optimizer that only carries a learning rate for it to change."""
-    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-    scheduler = make_scheduler(name, stand_in, kwargs, max_epochs)
-    stand_in.step()  # no gradient, no change: the optimizer counts as stepped before its scheduler steps
-    return scheduler
-
-
-class _Schedules:
-    """Each model's learning rate through the epochs, from torch's own scheduler on a stand-in optimizer.
-
-    LitFNN steps its scheduler once per epoch after validation (ReduceLROnPlateau with val/loss);
-    here one scheduler per model does the same with that model's validation loss.
-    """
-
-    def __init__(self, name: str, kwargs: dict[str, Any] | None, max_epochs: int, lrs: list[float]) -> None:
-        self.plateau = name == "plateau"
-        self.schedulers = [] if SCHEDULERS[check_choice("scheduler", name, SCHEDULERS)] is None else [
-            _scheduler(name, kwargs, max_epochs, lr) for lr in lrs]
-
-    def step(self, val_losses: list[float], active: list[bool]) -> list[float] | None:
-        """The learning rates after this epoch, or None without a scheduler."""
-        if not self.schedulers:
-            return None
-        for scheduler, loss, stepping in zip(self.schedulers, val_losses, active, strict=True):
-            if stepping:
-                scheduler.step(loss) if self.plateau else scheduler.step()
-        return [scheduler.optimizer.param_groups[0]["lr"] for scheduler in self.schedulers]
-
-    def keep(self, rows: list[int]) -> None:
-        self.schedulers = [self.schedulers[i] for i in rows] if self.schedulers else []
-
-
-class _Members:
-    """What the loop needs of the models in the stack, row by row: their specs, fold offsets, validation data."""
-
-    def __init__(self, specs: list[ModelSpec], x: torch.Tensor, y: torch.Tensor, batch_sizes: list[int],
-                 micro: int) -> None:
-        device = x.device
-        self.specs, self.x, self.y, self.batch_sizes, self.micro = specs, x, y, batch_sizes, micro
-        folds = torch.tensor([s.fold for s in specs], device=device)
-        self.offset = folds[:, None] * x.shape[1]
-        # Per step of `micro` rows: which models step after it (their batch ends there), whether any
-        # model carries its gradient on to the next, and each row's weight 1 / (its batch's size).
-        counts = np.array([len(s.train_rows) for s in specs])
-        sizes = np.array(batch_sizes)
-        steps = -(-int(counts.max()) // micro)
-        ends = (np.arange(steps)[:, None] + 1) * micro  # (steps, M): rows done after each step
-        self.steps_at = ((ends % sizes == 0) | (ends >= counts)) & (ends - micro < counts)
-        self.carries = ((ends < counts) & (ends % sizes != 0)).any(1).tolist()
-        position = np.arange(int(counts.max()))[None, :]
-        batch_start = position // sizes[:, None] * sizes[:, None]
-        batch_rows = np.minimum(sizes[:, None], counts[:, None] - batch_start)
-        weight = np.where(position < counts[:, None], 1.0 / np.maximum(batch_rows, 1), 0.0)
-        self.row_weight = torch.as_tensor(weight[..., None], dtype=x.dtype, device=device).split(micro, 1)  # per step
-        start = np.arange(steps)[:, None] * micro  # (steps, 1): the first row of each step
-        batch_start = start // sizes * sizes  # (steps, M): the first row of each model's current batch
-        real = np.clip(counts - start, 0, micro)
-        in_batch = np.clip(np.minimum(sizes, counts - batch_start), 0, None)
-        # per step and model, for dropout: (offset in its batch, real rows now, real rows in its batch)
-        self.real_rows = np.stack([start - batch_start, real, in_batch], -1).tolist()
-        val_rows = _padded([s.val_rows for s in specs], device)
-        self.val_mask = (val_rows >= 0).to(x.dtype)
-        self.x_val, self.y_val = x[folds[:, None], val_rows.clamp(min=0)], y[val_rows.clamp(min=0)]
-
-    def keep(self, rows: torch.Tensor) -> "_Members":
-        index = rows.tolist()
-        return _Members([self.specs[i] for i in index], self.x, self.y, [self.batch_sizes[i] for i in index],
-                        self.micro)
-
-
-def _validate(net: BatchedMLP, members: _Members, loss: Loss, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _validate(net: BatchedMLP, members: Members, loss: Loss, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(M,) validation loss and accuracy (0 for regression, and without validation rows) of every model."""
     if members.val_mask.shape[1] == 0:  # nothing to validate (an estimator that never stops early)
         zeros = members.val_mask.new_zeros(members.val_mask.shape[0])
