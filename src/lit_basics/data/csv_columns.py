@@ -44,9 +44,35 @@ class ColumnPlan:
         """Numeric columns the transformer sees: the numeric ones, then each date's parts."""
         return [*self.numeric, *(f"{c}_{part}" for c in self.dates for part in DATE_PARTS)]
 
+    def describe(self, gaps: pd.Series, categories: list[list[str]], impute: str, standardize: bool) -> list[str]:
+        """One line per role (what the summary prints): its columns, their gaps and how they are prepared."""
+        fill = {"median": "median-imputed, ", "mean": "mean-imputed, "}.get(impute, "")
+        scaled = "standardised" if standardize else "as they are"
+        lines = []
+        if self.numeric:
+            lines.append(f"  numeric ({fill}{scaled}): {_with_gaps(self.numeric, gaps)}")
+        if self.dates:
+            lines.append(f"  dates -> year, day of year ({fill}{scaled}): {_with_gaps(self.dates, gaps)}")
+        if self.categorical:
+            shown = [f"{c} ({len(cats)} values{f', {gaps[c]} missing' if gaps[c] else ''})"
+                     for c, cats in zip(self.categorical, categories, strict=True)]
+            most = "most-frequent-imputed, " if fill else ""
+            lines.append(f"  categorical ({most}one-hot): {', '.join(shown)}")
+        if self.dropped:
+            lines.append(f"  dropped: {'; '.join(f'{c} ({why})' for c, why in self.dropped.items())}")
+        return lines
+
     def to_state(self) -> dict[str, Any]:
         return {"numeric": self.numeric, "categorical": self.categorical, "dates": self.dates,
                 "dropped": dict(self.dropped)}
+
+
+def _with_gaps(columns: list[str], gaps: pd.Series, shown: int = 6) -> str:
+    """`a, b (3 missing)`; past `shown` columns, a count and the columns with gaps only."""
+    if len(columns) <= shown:
+        return ", ".join(f"{c} ({gaps[c]} missing)" if gaps[c] else c for c in columns)
+    gapped = ", ".join(f"{c} ({gaps[c]})" for c in columns if gaps[c])
+    return f"{len(columns)} columns ({', '.join(columns[:3])}, ...)" + (f"; missing: {gapped}" if gapped else "")
 
 
 def plan_columns(table: pd.DataFrame, label: str, features: list[str] | None, categorical: list[str],

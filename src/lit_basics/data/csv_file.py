@@ -288,32 +288,12 @@ class CSVDataModule(ArrayDataModule):
                  f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test",
                  f"features: {len(plan.used) + len(plan.dropped)} columns, {len(plan.used)} used -> {self.width} "
                  f"model inputs (fitted on the {sizes['train']} training rows)"]
-        fill = {"median": "median-imputed, ", "mean": "mean-imputed, "}.get(self.impute, "")
-        scaled = "standardised" if self.standardize else "as they are"
-        if plan.numeric:
-            lines.append(f"  numeric ({fill}{scaled}): {_with_gaps(plan.numeric, gaps)}")
-        if plan.dates:
-            lines.append(f"  dates -> year, day of year ({fill}{scaled}): {_with_gaps(plan.dates, gaps)}")
-        if plan.categorical:
-            shown = [f"{c} ({len(cats)} values{f', {gaps[c]} missing' if gaps[c] else ''})"
-                     for c, cats in zip(plan.categorical, state.get("categories", []), strict=True)]
-            most = "most-frequent-imputed, " if fill else ""
-            lines.append(f"  categorical ({most}one-hot): {', '.join(shown)}")
-        if plan.dropped:
-            lines.append(f"  dropped: {'; '.join(f'{c} ({why})' for c, why in plan.dropped.items())}")
+        lines += plan.describe(gaps, state.get("categories", []), self.impute, self.standardize)
         if self.task == "classification":
             counts = np.bincount(self.arrays[1])
             lines.append(f"classes: {', '.join(f'{c} {n}' for c, n in zip(self.classes, counts, strict=True))}")
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
-
-
-def _with_gaps(columns: list[str], gaps: pd.Series, shown: int = 6) -> str:
-    """`a, b (3 missing)`; past `shown` columns, a count and the columns with gaps only."""
-    if len(columns) <= shown:
-        return ", ".join(f"{c} ({gaps[c]} missing)" if gaps[c] else c for c in columns)
-    gapped = ", ".join(f"{c} ({gaps[c]})" for c in columns if gaps[c])
-    return f"{len(columns)} columns ({', '.join(columns[:3])}, ...)" + (f"; missing: {gapped}" if gapped else "")
 
 
 def _is_number(text: str) -> bool:
