@@ -219,13 +219,31 @@ def test_numbers_written_as_text_are_refused_then_read_with_the_named_option(tmp
         return
     dm = CSVDataModule(path=path, **option)
     assert dm.plan.numeric == ["x", "b"] and dm.num_features == 2
-    assert dm.table["x"].iloc[5] == pytest.approx(true_value)
+    prepared = dm.arrays[0]  # the transformer's input: numbers as floats
+    assert prepared["x"].iloc[5] == pytest.approx(true_value)
     if kind in ("missing", "decimal_and_missing"):
-        assert dm.table["x"].isna().sum() == 6  # the '?' cells are gaps, imputed from training rows
+        assert prepared["x"].isna().sum() == 6  # the '?' cells are gaps, imputed from training rows
+
+
+def test_a_named_notation_is_read_strictly(tmp_path):
+    """pandas with thousands=',' reads 14,23 as 1423; with decimal=',' it leaves 1.065 a decimal number."""
+    euro = pd.DataFrame({"x": ["14,23", "13,2", "12,5"] * 10, "p": ["1.065", "520", "1.285"] * 10,
+                         "label": [0, 1, 1] * 10})
+    path = write(tmp_path / "euro.csv", euro, sep=";")
+    with pytest.raises(ConfigError, match="column 'x' holds numbers pandas did not read \\('14,23' in data row 1\\); "
+                                          "set --data.decimal ','"):
+        CSVDataModule(path=path, thousands=",")
+    with pytest.raises(ConfigError, match="column 'p' holds numbers pandas did not read .'1.065' .* --data.thousands"):
+        CSVDataModule(path=path, decimal=",")
+    dm = CSVDataModule(path=path, decimal=",", thousands=".")
+    assert dm.arrays[0]["x"].iloc[:3].tolist() == [14.23, 13.2, 12.5]
+    assert dm.arrays[0]["p"].iloc[:3].tolist() == [1065.0, 520.0, 1285.0]
+    assert list(dm.classes) == [0, 1]  # numeric labels stay numbers when the file is read as text
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"decimal": ",,"}, "decimal=',,' must be one character"),
+    ({"decimal": ",,"}, "decimal=',,' is not a decimal mark; allowed: '.', ','"),
+    ({"thousands": "0"}, "thousands='0' is not a thousands separator; allowed: ','"),
     ({"decimal": ",", "thousands": ","}, "thousands=',' and decimal=',' must differ"),
     ({"na_values": "?"}, "na_values='?' must be a list of strings"),
 ])

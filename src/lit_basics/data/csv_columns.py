@@ -111,6 +111,8 @@ def column_role(values: pd.Series, categorical: bool, explicit: bool, rows: list
     if pd.api.types.is_numeric_dtype(values):
         check_finite(values)
         return "numeric", ""
+    if number_format.parse(present).notna().all():  # numbers written in the file's notation (read as text)
+        return "numeric", ""
     if parse_dates(present) is not None:
         return "dates", ""
     if (as_numbers := numbers_as_text(values, rows, number_format)) is not None:

@@ -169,6 +169,9 @@ class CSVDataModule(ArrayDataModule):
             if np.isinf(values.to_numpy(dtype=np.float64)).any():
                 raise ConfigError(f"csv: label column {name!r} has an inf value")
             return values.to_numpy(dtype=np.float64)
+        if not self.numbers.plain and self.numbers.parse(values).notna().all():  # read as text: numbers again
+            values = self.numbers.parse(values).rename(name)
+            values = values.astype("int64") if np.all(np.mod(values, 1) == 0) else values
         if pd.api.types.is_float_dtype(values):
             fractional = not np.all(np.mod(values.to_numpy(), 1) == 0)
             if fractional and values.nunique() > MANY_FLOAT_LABELS:

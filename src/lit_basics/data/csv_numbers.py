@@ -29,16 +29,26 @@ class NumberFormat:
     decimal: str = "."
     thousands: str | None = None
 
+    @property
+    def plain(self) -> bool:
+        """pandas' own notation (1234.5): pandas reads such numbers itself."""
+        return self.decimal == "." and self.thousands is None
+
     def parse(self, values: pd.Series) -> pd.Series:
-        """The values as floats read with these marks; NaN where one is missing or not a number."""
+        """The values as floats read with these marks; NaN where one is missing or not a number written
+        this way (a named notation is strict: thousands in groups of three, no other mark)."""
         if pd.api.types.is_numeric_dtype(values):
             return values.astype("float64")
         text = values.astype(str).str.strip().where(values.notna())
+        if self.plain:
+            return pd.to_numeric(text, errors="coerce")
+        d, t = re.escape(self.decimal), re.escape(self.thousands or "")
+        whole = rf"(?:\d{{1,3}}(?:{t}\d{{3}})+|\d+)" if self.thousands else r"\d+"
+        written = text.str.fullmatch(rf"[-+]?(?:{whole}(?:{d}\d*)?|{d}\d+)(?:[eE][-+]?\d+)?").fillna(False)
         if self.thousands:
             text = text.str.replace(self.thousands, "", regex=False)
-        if self.decimal != ".":
-            text = text.str.replace(self.decimal, ".", regex=False)
-        return pd.to_numeric(text, errors="coerce")
+        numbers = pd.to_numeric(text.str.replace(self.decimal, ".", regex=False), errors="coerce")
+        return numbers.where(written.astype(bool))
 
     def options_for(self, value: str) -> str:
         """The options that would read `value` (a number written with marks these do not read)."""

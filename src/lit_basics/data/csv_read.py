@@ -15,6 +15,7 @@ import pandas as pd
 from lit_basics.errors import ConfigError
 
 DELIMITERS = ",;\t|"
+THOUSANDS = (",", ".", "'", " ", "\u00a0")
 SNIFF_CHARS = 64_000
 
 
@@ -80,7 +81,10 @@ def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", s
     check_field_counts(path, names, rows, header)
     if not rows:
         raise ConfigError(f"csv: file {path!r} has a header but no rows")
-    table = parse(path, body, delimiter, header, names, decimal=decimal, thousands=thousands, na_values=na_values)
+    # a named notation is read by csv_numbers.NumberFormat, strictly; pandas would read 14,23 as 1423 with
+    # thousands=',' and leave 1.065 a decimal number in a file whose decimal mark is ','
+    as_text = {} if decimal == "." and thousands is None else {"dtype": str}
+    table = parse(path, body, delimiter, header, names, na_values=na_values, **as_text)
     if len(table) != len(rows):
         raise ConfigError(f"csv: file {path!r}: pandas read {len(table)} rows where the csv module read "
                           f"{len(rows)}; check the quoting")
@@ -112,21 +116,22 @@ def check_field_counts(path: str, names: list[str], rows: list[tuple[int, list[s
 
 
 def check_number_format(decimal: str, thousands: str | None, na_values: list[str] | None) -> None:
-    if not isinstance(decimal, str) or len(decimal) != 1:
-        raise ConfigError(f"decimal={decimal!r} must be one character, e.g. '.' or ','")
-    if thousands is not None and (not isinstance(thousands, str) or len(thousands) != 1):
-        raise ConfigError(f"thousands={thousands!r} must be one character, e.g. ',' or '.', or null")
+    if decimal not in (".", ","):
+        raise ConfigError(f"decimal={decimal!r} is not a decimal mark; allowed: '.', ','")
+    if thousands is not None and thousands not in THOUSANDS:
+        raise ConfigError(f"thousands={thousands!r} is not a thousands separator; allowed: "
+                          f"{', '.join(repr(t) for t in THOUSANDS)}, or null")
     if thousands == decimal:
         raise ConfigError(f"thousands={thousands!r} and decimal={decimal!r} must differ")
     if na_values is not None and (not isinstance(na_values, list) or not all(isinstance(v, str) for v in na_values)):
         raise ConfigError(f"na_values={na_values!r} must be a list of strings, e.g. ['?', '-']")
 
 
-def parse(path: str, body: str, delimiter: str, header: bool, names: list[str], **numbers: Any) -> pd.DataFrame:
-    """pandas' reading of the checked text; `numbers`: decimal, thousands and na_values."""
+def parse(path: str, body: str, delimiter: str, header: bool, names: list[str], **options: Any) -> pd.DataFrame:
+    """pandas' reading of the checked text; `options`: na_values and dtype."""
     try:
         table = pd.read_csv(io.StringIO(body), sep=delimiter, header=0 if header else None, index_col=False,
-                            skipinitialspace=True, **numbers)
+                            skipinitialspace=True, **options)
     except (pd.errors.ParserError, ValueError) as err:
         raise ConfigError(f"csv: file {path!r} is not a readable CSV: {str(err).splitlines()[0]}") from None
     table.columns = names
