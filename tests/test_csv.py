@@ -378,3 +378,13 @@ def test_both_search_engines_agree_when_a_folds_one_hot_width_differs(workdir, t
             args, lambda r: None, {}), strict=True):
         assert [row["val/loss"] for row in a.history] == pytest.approx([row["val/loss"] for row in b.history],
                                                                         abs=1e-4)
+
+
+@pytest.mark.parametrize("spelling", ["?", "[?, -999]", "--data.na_values=?"])
+def test_missing_markers_as_a_shell_passes_them(workdir, tmp_path, spelling):
+    """YAML would read ? as a mapping key and -999 as a number: the values are taken as text."""
+    frame, _ = number_text_frame("missing")
+    path = write(tmp_path / "marks.csv", frame)
+    option = [spelling] if spelling.startswith("--") else ["--data.na_values", spelling]
+    metrics = run_cli("fit", "--config", config("csv"), "--data.path", path, "--trainer.max_epochs=1", *option)
+    assert "test/acc" in metrics

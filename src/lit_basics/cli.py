@@ -28,6 +28,7 @@ from lit_basics.cli_arguments import (
     check_max_epochs,
     describe_parse_error,
     expand_dataset_names,
+    quote_text_lists,
     resume_last,
 )
 from lit_basics.engine import lightning_patches
@@ -67,7 +68,7 @@ class LitBasicsCLI(LightningCLI):
     def __init__(self, args: ArgsType = None, run: bool = True, **kwargs: Any) -> None:
         self.metrics: dict[str, Any] = {}
         lightning_patches.apply()
-        args = expand_dataset_names(sys.argv[1:] if args is None else args)
+        args = quote_text_lists(expand_dataset_names(sys.argv[1:] if args is None else args))
         self._with_subcommands = run
         defaults = [str(TRAINER_DEFAULTS)] if TRAINER_DEFAULTS.is_file() else []
         parser_kwargs = {"default_config_files": defaults, "exit_on_error": False}

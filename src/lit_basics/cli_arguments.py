@@ -4,6 +4,7 @@ LitBasicsCLI (cli.py) calls these on the parsed config, before any class is buil
 """
 
 import difflib
+import json
 import re
 import sys
 from pathlib import Path
@@ -31,6 +32,28 @@ def expand_dataset_names(args: ArgsType) -> ArgsType:
             out[i + 1] = full(out[i + 1])
         elif isinstance(arg, str) and arg.startswith("--data="):
             out[i] = "--data=" + full(arg.removeprefix("--data="))
+    return out
+
+
+TEXT_LISTS = ("--data.na_values", "--data.init_args.na_values")  # values that are text, however they look
+
+
+def quote_text_lists(args: ArgsType) -> ArgsType:
+    """`--data.na_values ?` or `'[?, -999]'` as a JSON list of strings: YAML, which jsonargparse applies to
+    every value, would read `?` as a mapping key and `-999` as a number, and the value would be refused."""
+    if not isinstance(args, list):
+        return args
+    from lit_basics.data.csv_read import missing_markers
+
+    out = list(args)
+    for i, arg in enumerate(out):
+        if not isinstance(arg, str):
+            continue
+        key, eq, value = arg.partition("=")
+        if key in TEXT_LISTS and eq:
+            out[i] = f"{key}={json.dumps(missing_markers(value))}"
+        elif arg in TEXT_LISTS and i + 1 < len(out) and isinstance(out[i + 1], str):
+            out[i + 1] = json.dumps(missing_markers(out[i + 1]))
     return out
 
 

@@ -21,7 +21,7 @@ from lit_basics.data.csv_columns import (
     rebuild,
 )
 from lit_basics.data.csv_numbers import NumberFormat, numbers_as_text
-from lit_basics.data.csv_read import read_table
+from lit_basics.data.csv_read import missing_markers, read_table
 from lit_basics.errors import ConfigError, check_choice
 
 MANY_FLOAT_LABELS = 20  # a float label with more distinct values than this is a quantity, not classes
@@ -46,7 +46,8 @@ class CSVDataModule(ArrayDataModule):
         sep: the delimiter; sniffed when omitted. encoding: the file's text encoding.
         skiprows: lines before the header. header: false when the file has no header (columns are then 0, 1, ...).
         decimal, thousands: how numbers are written ("1,5" with decimal ","; "1,234" with thousands ",").
-        na_values: cell values that mean missing besides pandas' own (empty, NA, NaN, null, ...), e.g. ["?"].
+        na_values: cell values that mean missing besides pandas' own (empty, NA, NaN, null, ...), e.g. ["?"];
+            one value, or values in brackets as a shell passes them ("?", "[?, -999]"), are taken as text.
             A column of numbers that pandas reads as text is refused, naming which of these reads it.
         task: classification (labels of any type, encoded to 0..C-1) or regression (numeric target).
         predict_path: a CSV file of new rows (no label needed) for `predict`; its data row numbers are kept.
@@ -68,7 +69,7 @@ class CSVDataModule(ArrayDataModule):
         header: bool = True,
         decimal: str = ".",
         thousands: str | None = None,
-        na_values: list[str] | None = None,
+        na_values: list[str] | str | None = None,
         task: str = "classification",
         predict_path: str | None = None,
         **kwargs: Any,
@@ -81,7 +82,7 @@ class CSVDataModule(ArrayDataModule):
         self.categorical_columns = [str(c) for c in categorical_columns or []]
         self.drop_columns = [str(c) for c in drop_columns or []]
         self.read_options = {"sep": sep, "encoding": encoding, "skiprows": skiprows, "header": header,
-                             "decimal": decimal, "thousands": thousands, "na_values": na_values}
+                             "decimal": decimal, "thousands": thousands, "na_values": missing_markers(na_values)}
         self.numbers = NumberFormat(decimal, thousands)
         self.predict_path = predict_path
         self.notes: list[str] = []

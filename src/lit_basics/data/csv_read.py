@@ -115,6 +115,17 @@ def check_field_counts(path: str, names: list[str], rows: list[tuple[int, list[s
         raise ConfigError(f"csv: row 1 of {path!r} has {len(names)} fields but row {number + 1} has {len(fields)}")
 
 
+def missing_markers(na_values: list[str] | str | None) -> list[str] | None:
+    """na_values as a list of strings: one value, or `[a, b]` as a shell passes it, each a string as written
+    (YAML would read `?` as a mapping key and `-999` as a number)."""
+    if not isinstance(na_values, str):
+        return na_values
+    text = na_values.strip()
+    if text.startswith("[") and text.endswith("]"):
+        return [part.strip().strip("'\"") for part in text[1:-1].split(",") if part.strip()]
+    return [text]
+
+
 def check_number_format(decimal: str, thousands: str | None, na_values: list[str] | None) -> None:
     if decimal not in (".", ","):
         raise ConfigError(f"decimal={decimal!r} is not a decimal mark; allowed: '.', ','")
