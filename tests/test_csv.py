@@ -245,7 +245,7 @@ def test_a_named_notation_is_read_strictly(tmp_path):
     ({"decimal": ",,"}, "decimal=',,' is not a decimal mark; allowed: '.', ','"),
     ({"thousands": "0"}, "thousands='0' is not a thousands separator; allowed: ','"),
     ({"decimal": ",", "thousands": ","}, "thousands=',' and decimal=',' must differ"),
-    ({"na_values": "?"}, "na_values='?' must be a list of strings"),
+    ({"na_values": [1]}, "na_values=.1. must be a list of strings"),
 ])
 def test_bad_number_formats_are_refused(tmp_path, kwargs, message):
     path = write(tmp_path / "t.csv", number_text_frame("decimal")[0])
