@@ -350,6 +350,15 @@ def test_compare_takes_a_csv_config(workdir, penguins):
     assert len(pd.read_csv(out / "results.csv")) == 2
 
 
+def test_prepare_names_the_notation_when_new_rows_write_numbers_otherwise(penguins):
+    dm = CSVDataModule(path=penguins, label_column="species")
+    new = pd.read_csv(penguins).astype({"depth_mm": object})
+    new.loc[2, "depth_mm"] = "18,5"
+    with pytest.raises(ConfigError, match="data row 3 holds '18,5' .numbers are read with decimal '.' and thousands "
+                                          "None, as for training"):
+        prepare(new, dm.plan)
+
+
 def test_prepare_refuses_text_in_a_numeric_column(penguins):
     dm = CSVDataModule(path=penguins, label_column="species")
     new = pd.read_csv(penguins).astype({"depth_mm": object})

@@ -6,6 +6,7 @@ fitted on training rows only. `export_state` and `rebuild` turn a fitted transfo
 values and tensors and back, so it travels in a checkpoint that loads with `weights_only=True`.
 """
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from lit_basics.data.csv_numbers import PLAIN_NUMBERS, NumberFormat, numbers_as_text
+from lit_basics.data.csv_numbers import NUMBER_TEXT, PLAIN_NUMBERS, NumberFormat, numbers_as_text
 from lit_basics.errors import ConfigError
 
 IMPUTE = ("median", "mean", "drop_rows", "none")
@@ -179,8 +180,12 @@ def _numbers(values: pd.Series, rows: list[int], number_format: NumberFormat) ->
     wrong = numbers.isna() & values.notna()
     if wrong.any():
         at = int(np.flatnonzero(wrong.to_numpy())[0])
+        value = str(values.iloc[at]).strip()
+        notation = (f" (numbers are read with decimal {number_format.decimal!r} and thousands "
+                    f"{number_format.thousands!r}, as for training: set the same --data.decimal and "
+                    "--data.thousands, and write this file alike)") if re.fullmatch(NUMBER_TEXT, value) else ""
         raise ConfigError(f"csv: column {values.name!r} is numeric but data row {rows[at]} holds "
-                          f"{values.iloc[at]!r}")
+                          f"{values.iloc[at]!r}{notation}")
     check_finite(numbers.rename(values.name))
     return numbers.astype("float64")
 
