@@ -81,9 +81,9 @@ class CSVDataModule(ArrayDataModule):
         self.feature_columns = [str(c) for c in feature_columns] if feature_columns else None
         self.categorical_columns = [str(c) for c in categorical_columns or []]
         self.drop_columns = [str(c) for c in drop_columns or []]
-        self.read_options = {"sep": sep, "encoding": encoding, "skiprows": skiprows, "header": header,
-                             "decimal": decimal, "thousands": thousands, "na_values": missing_markers(na_values)}
         self.numbers = NumberFormat(decimal, thousands)
+        self.read_options = {"sep": sep, "encoding": encoding, "skiprows": skiprows, "header": header,
+                             "numbers": self.numbers, "na_values": missing_markers(na_values)}
         self.predict_path = predict_path
         self.notes: list[str] = []
         self.counts: dict[str, int] = {}
@@ -170,8 +170,9 @@ class CSVDataModule(ArrayDataModule):
             if np.isinf(values.to_numpy(dtype=np.float64)).any():
                 raise ConfigError(f"csv: label column {name!r} has an inf value")
             return values.to_numpy(dtype=np.float64)
-        if not self.numbers.plain and self.numbers.parse(values).notna().all():  # read as text: numbers again
-            values = self.numbers.parse(values).rename(name)
+        numbers = None if self.numbers.plain else self.numbers.parse(values)  # the file was read as text
+        if numbers is not None and numbers.notna().all():  # numbers again
+            values = numbers.rename(name)
             values = values.astype("int64") if np.all(np.mod(values, 1) == 0) else values
         if pd.api.types.is_float_dtype(values):
             fractional = not np.all(np.mod(values.to_numpy(), 1) == 0)

@@ -15,6 +15,7 @@ from lit_basics.errors import ConfigError
 
 MISSING_MARKERS = 3  # numbers and at most this many other values ('?', '-', 'n/a') are numbers with gaps
 MARKS = ",.' \u00a0"
+DECIMALS = (".", ",")
 # a number with grouped thousands or one decimal mark, a sign, currency, exponent or percent: what pandas
 # leaves as text; version strings (1.2.3), addresses (10.0.0.3) or phone numbers (555 1000) do not match
 NUMBER_TEXT = (r"\(?[-+]?[$€£¥]?\s?[-+]?(?:\d{1,3}(?:[.,' \u00a0]\d{3})+(?:[.,]\d+)?|\d+[.,]\d+|\d+)"
@@ -28,6 +29,15 @@ class NumberFormat:
 
     decimal: str = "."
     thousands: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.decimal not in DECIMALS:
+            raise ConfigError(f"decimal={self.decimal!r} is not a decimal mark; allowed: '.', ','")
+        if self.thousands is not None and self.thousands not in tuple(MARKS):  # one character of MARKS
+            raise ConfigError(f"thousands={self.thousands!r} is not a thousands separator; allowed: "
+                              f"{', '.join(repr(t) for t in MARKS)}, or null")
+        if self.thousands == self.decimal:
+            raise ConfigError(f"thousands={self.thousands!r} and decimal={self.decimal!r} must differ")
 
     @property
     def plain(self) -> bool:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
+from lit_basics.data.csv_numbers import PLAIN_NUMBERS, NumberFormat
 from lit_basics.errors import ConfigError
 
 DELIMITERS = ",;\t|"
-THOUSANDS = (",", ".", "'", " ", "\u00a0")
 SNIFF_CHARS = 64_000
 
 
@@ -46,7 +46,7 @@ def sniff_delimiter(text: str) -> str:
 
 
 def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", skiprows: int = 0,
-               header: bool = True, decimal: str = ".", thousands: str | None = None,
+               header: bool = True, numbers: NumberFormat = PLAIN_NUMBERS,
                na_values: list[str] | None = None) -> tuple[pd.DataFrame, list[int]]:
     """The table (string column names) and each row's data row number in the file (1 = first row after the header).
 
@@ -54,12 +54,13 @@ def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", s
         sep: the delimiter; sniffed when None.
         skiprows: lines to skip before the header (or before the first row without a header).
         header: whether the first (unskipped) line names the columns; without one they are named 0, 1, ...
-        decimal, thousands, na_values: pandas.read_csv's (the decimal mark, the thousands separator, and
-            cell values that mean missing besides pandas' own: empty, NA, NaN, null, ...).
+        numbers: how the file writes numbers; another notation than pandas' own is read as text, for
+            NumberFormat to read strictly.
+        na_values: pandas.read_csv's: cell values that mean missing besides its own (empty, NA, NaN, null, ...).
     """
     if skiprows < 0:
         raise ConfigError(f"skiprows={skiprows} must be >= 0")
-    check_number_format(decimal, thousands, na_values)
+    check_missing_markers(na_values)
     text = read_text(path, encoding)
     if not text.strip():
         raise ConfigError(f"csv: file {path!r} is empty")
@@ -83,7 +84,7 @@ def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", s
         raise ConfigError(f"csv: file {path!r} has a header but no rows")
     # a named notation is read by csv_numbers.NumberFormat, strictly; pandas would read 14,23 as 1423 with
     # thousands=',' and leave 1.065 a decimal number in a file whose decimal mark is ','
-    as_text = {} if decimal == "." and thousands is None else {"dtype": str}
+    as_text = {} if numbers.plain else {"dtype": str}
     table = parse(path, body, delimiter, header, names, na_values=na_values, **as_text)
     if len(table) != len(rows):
         raise ConfigError(f"csv: file {path!r}: pandas read {len(table)} rows where the csv module read "
@@ -126,14 +127,7 @@ def missing_markers(na_values: list[str] | str | None) -> list[str] | None:
     return [text]
 
 
-def check_number_format(decimal: str, thousands: str | None, na_values: list[str] | None) -> None:
-    if decimal not in (".", ","):
-        raise ConfigError(f"decimal={decimal!r} is not a decimal mark; allowed: '.', ','")
-    if thousands is not None and thousands not in THOUSANDS:
-        raise ConfigError(f"thousands={thousands!r} is not a thousands separator; allowed: "
-                          f"{', '.join(repr(t) for t in THOUSANDS)}, or null")
-    if thousands == decimal:
-        raise ConfigError(f"thousands={thousands!r} and decimal={decimal!r} must differ")
+def check_missing_markers(na_values: list[str] | None) -> None:
     if na_values is not None and (not isinstance(na_values, list) or not all(isinstance(v, str) for v in na_values)):
         raise ConfigError(f"na_values={na_values!r} must be a list of strings, e.g. ['?', '-']")
 
