@@ -271,7 +271,18 @@ def cli_main(args: ArgsType = None) -> dict[str, Any]:
             raise
         print(f"error: {config_error}", file=sys.stderr)
         raise SystemExit(2) from None
+    end_process_group()
     return cli.metrics
+
+
+def end_process_group() -> None:
+    """Destroy a DDP run's process group once every rank finished: left to interpreter shutdown, Gloo's
+    worker threads can abort the process (SIGABRT, 'terminate called without an active exception') after
+    a successful run. Not after an error, where a rank still in a collective would make it hang."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def find_config_error(err: BaseException | None) -> ConfigError | None:
