@@ -1,4 +1,6 @@
-"""Train M feedforward networks of one architecture at once: stacked weights, batched matmuls.
+"""The batched engine's fast path: M plain MLPs (no norm, no residual, an activation with a derivative from
+its output) stacked in one (M, P) tensor, with backpropagation written out. engine/generic.py trains every
+other network; `fast_path(architecture)` says which one a group takes.
 
 Each model has its own training and validation rows (its fold), data order, seed, learning rate,
 weight decay, L1, dropout, momentum, clipping and optimizer hyperparameters. A k-fold search spends
@@ -12,39 +14,45 @@ their gradients copied into the buffer): for networks this small, autograd's gra
 its gradient accumulation cost as much as the arithmetic.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lit_basics.models.activations import batched_activation
+from lit_basics.engine.dropout import DropoutMasks
+from lit_basics.models import hparams
+from lit_basics.models.activations import ACTIVATIONS, batched_activation
 from lit_basics.models.fnn import FNN
 
 ALIGN = 16  # layer widths are padded to a multiple of this: 16 float32 = one AVX-512 register
-DROPOUT_STREAM = 0x5DEECE66D  # added to a model's seed for its dropout generator: a stream apart from its init
 
 
 def _aligned(width: int) -> int:
     return -(-width // ALIGN) * ALIGN
 
 
-@dataclass
-class ModelSpec:
-    """One network of a batched group: its hyperparameters, fold rows and seed."""
+def _spec_fields() -> list[tuple]:
+    """ModelSpec's fields: the model's rows, fold and seed, then every per-model hyperparameter of the schema."""
+    own = [("train_rows", torch.Tensor), ("val_rows", torch.Tensor), ("fold", int, field(default=0)),
+           ("seed", int, field(default=0)),
+           # its fold's real feature count when the data is zero-padded wider (0: the data's width)
+           ("input_dim", int, field(default=0))]
+    schema = {f.name: f for cls in hparams.SCHEMA for f in fields(cls)}
+    per_model = [(name, schema[name].type, field(default=hparams.defaults()[name]))
+                 for name in hparams.names(hparams.PER_MODEL)]
+    return own + per_model
 
-    train_rows: torch.Tensor  # (n_train,) row indices into the group's data
-    val_rows: torch.Tensor  # (n_val,)
-    fold: int = 0  # which standardised copy of the data this model reads
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    l1: float = 0.0
-    dropout: float = 0.0
-    momentum: float = 0.9
-    grad_clip: float = 0.0  # clip the model's gradient norm to this before each step (0: no clipping)
-    optimizer_kwargs: dict[str, float] = field(default_factory=dict)  # the optimizer's own hyperparameters
-    seed: int = 0
-    input_dim: int = 0  # its fold's real feature count when the data is zero-padded wider (0: the data's width)
+
+# One network of a batched group: its training and validation rows (indices into the group's data), the
+# standardised copy of the data it reads (`fold`), its seed, and its per-model hyperparameters by their
+# LitFNN names (lr, weight_decay, l1, dropout, momentum, gradient_clip_val, optimizer_kwargs).
+ModelSpec = make_dataclass("ModelSpec", _spec_fields())
+
+
+def fast_path(arch: hparams.Architecture) -> bool:
+    """Whether every layer of the architecture has a hand-written kernel here (else engine/generic.py trains it)."""
+    return arch.net is None and arch.norm == "none" and not arch.residual and ACTIVATIONS[arch.activation].batched
 
 
 @dataclass
@@ -56,8 +64,8 @@ class GroupResult:
     best_epoch: list[int]
     epochs: list[int]
     history: list[list[dict[str, float]]] = field(default_factory=list)
-    # each model's parameters at the end (or at its best epoch, with keep_best): (weight (out, in), bias) per layer
-    layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=list)
+    # each model's state_dict (its network's own keys) at the end, or at its best epoch with keep_best
+    states: list[dict[str, torch.Tensor]] = field(default_factory=list)
     diverged: list[bool] = field(default_factory=list)  # its training loss became NaN or infinite: it stopped there
 
 
@@ -84,12 +92,10 @@ class BatchedMLP:
         for start, fan_in, fan_out in self.layout:
             self.weight_mask[:, start : start + fan_in * fan_out] = 1.0  # where L2 and L1 apply
         self.param_mask: torch.Tensor | None = None  # (M, P) when widths are padded: 1 on real parameters
-        self.dropout: list[float] = dropout.tolist()  # drop probability per model, on the host: read every step
-        self.dropping = any(p > 0 for p in self.dropout)
         self.out_features = sizes[-1]  # the output width before padding (set by from_modules)
         self.model_sizes = [list(sizes)] * flat.shape[0]  # each model's own layer sizes
-        self.generators: list[torch.Generator | None] = [None] * flat.shape[0]  # see seed_dropout
-        self._masks: list[list[torch.Tensor]] = [[] for _ in range(flat.shape[0])]  # each model's current batch
+        self.masks = DropoutMasks([[p] * (len(sizes) - 2) for p in dropout.tolist()],
+                                  [list(sizes[1:-1])] * flat.shape[0], flat.device)
         self._saved: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] | None = None
         self._bind(flat.detach().clone())
 
@@ -115,7 +121,7 @@ class BatchedMLP:
         widths train as one group, and round sizes keep the matmuls fast (a 10-wide output layer
         took 3x the time of a 16-wide one on an AVX-512 CPU). The output is cut back to its width.
         """
-        layers = [[m for m in module.net if isinstance(m, torch.nn.Linear)] for module in modules]
+        layers = [module.linears() for module in modules]
         sizes = [max(input_dim, *(ls[0].in_features for ls in layers))]
         sizes += [_aligned(max(ls[i].out_features for ls in layers)) for i in range(len(layers[0]))]
         rows, masks = [], []
@@ -136,6 +142,7 @@ class BatchedMLP:
         net = cls(torch.stack(rows), sizes, activation, alpha, dropout)
         net.out_features = layers[0][-1].out_features
         net.model_sizes = [[ls[0].in_features, *(layer.out_features for layer in ls)] for ls in layers]
+        net.masks.widths = [sizes[1:-1] for sizes in net.model_sizes]
         # A padded hidden unit outputs activation(0): zero for relu, tanh and leaky relu, so no gradient
         # reaches the padding; sigmoid's 0.5 would, and the mask keeps those weights at zero.
         hidden_padded = any(s[1:-1] != sizes[1:-1] for s in net.model_sizes)
@@ -154,41 +161,47 @@ class BatchedMLP:
             out.append((w[:real_in, :real_out].T, b[:real_out]))
         return out
 
+    def state_dict(self, i: int, flat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Model i's parameters under the FNN's own keys (models/fnn.py), detached copies."""
+        layers = self.layers(i, flat)
+        names = [f"blocks.{k}.linear" for k in range(len(layers) - 1)] + ["head"]
+        return {f"{name}.{part}": value.detach().clone() for name, (w, b) in zip(names, layers, strict=True)
+                for part, value in (("weight", w), ("bias", b))}
+
     def to(self, device: torch.device) -> "BatchedMLP":
         self.weight_mask = self.weight_mask.to(device)
         if self.param_mask is not None:
             self.param_mask = self.param_mask.to(device)
+        self.masks.device = device
         self._bind(self.flat.to(device))
         return self
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only the models `rows` in the stack: those that stopped early cost no more arithmetic."""
-        self.dropout = [self.dropout[i] for i in rows.tolist()]
-        self.dropping = any(p > 0 for p in self.dropout)
+        self.masks.keep(rows.tolist())
         if self.param_mask is not None:
             self.param_mask = self.param_mask[rows]
         self.model_sizes = [self.model_sizes[i] for i in rows.tolist()]
-        self.generators = [self.generators[i] for i in rows.tolist()]
-        self._masks = [self._masks[i] for i in rows.tolist()]
         self._bind(self.flat[rows])
 
     @property
     def parameters(self) -> list[torch.Tensor]:
         return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
 
-    def seed_dropout(self, seeds: list[int]) -> None:
-        """One dropout generator per model that drops units, seeded from the model's own seed."""
-        device = self.flat.device
-        self.generators = [torch.Generator(device=device).manual_seed((seed + DROPOUT_STREAM) % 2**63) if p > 0
-                           else None for seed, p in zip(seeds, self.dropout, strict=True)]
+    @property
+    def dropping(self) -> bool:
+        return self.masks.dropping
 
-    def __call__(self, x: torch.Tensor, train: bool = False, rows: list[tuple[int, int, int]] | None = None
-                 ) -> torch.Tensor:
+    def seed_dropout(self, seeds: list[int]) -> None:
+        self.masks.seed(seeds)
+
+    def __call__(self, x: torch.Tensor, train: bool = False, rows: list[tuple[int, int, int]] | None = None,
+                 row_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (M, batch, input_dim) -> (M, batch, output_dim) logits.
 
         With `train`, dropout applies and what `backward` needs is kept: each layer's input, and each
         hidden layer's activation output and dropout scale. `rows`: where this step lies in each
-        model's batch, for dropout (see dropout_scale).
+        model's batch, for dropout (see DropoutMasks.scale).
         """
         last = len(self.layout) - 1
         dropping = train and self.dropping
@@ -200,33 +213,11 @@ class BatchedMLP:
             if i < last:
                 x = out = self.activation(x)
                 if dropping:
-                    scale = self.dropout_scale(i, x.shape, rows)
+                    scale = self.masks.scale(i, x.shape, rows)
                     x = x * scale
             saved.append((layer_input, out, scale))
         self._saved = saved if train else None
         return x[..., : self.out_features]
-
-    def dropout_scale(self, layer: int, shape: torch.Size, rows: list[tuple[int, int, int]] | None) -> torch.Tensor:
-        """(M, batch, width) inverted-dropout factors of hidden layer `layer`: kept units 1 / (1 - p), dropped
-        ones 0, as nn.Dropout.
-
-        A model's masks do not depend on the group it trains in (its neighbours, padding, or the steps
-        its batch is split into): at the start of each of its batches it draws, from its own generator,
-        every hidden layer's mask for that batch's real rows and its own units; steps take their rows
-        from them. `rows`: per model (offset of this step in its batch, real rows in this step, real
-        rows in its batch); None: each model's batch is this step.
-        """
-        scale = torch.ones(shape, device=self.flat.device)
-        for i, (generator, p) in enumerate(zip(self.generators, self.dropout, strict=True)):
-            offset, n, batch = (0, shape[1], shape[1]) if rows is None else rows[i]
-            if generator is None or n == 0:
-                continue
-            if layer == 0 and offset == 0:
-                self._masks[i] = [torch.rand((batch, width), device=self.flat.device, generator=generator) >= p
-                                  for width in self.model_sizes[i][1:-1]]
-            kept = self._masks[i][layer][offset : offset + n]
-            scale[i, :n, : kept.shape[1]] = kept / (1.0 - p)
-        return scale
 
     def zero_grad(self, rows: np.ndarray) -> None:
         """Zero the gradient of the models `rows`."""

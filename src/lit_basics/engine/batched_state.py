@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from lit_basics.engine.batched import ModelSpec
 from lit_basics.errors import check_choice
 from lit_basics.models.optimizers import SCHEDULERS, make_scheduler
 
@@ -96,10 +95,12 @@ class Schedules:
 class Members:
     """What the loop needs of the models in the stack, row by row: their specs, fold offsets, validation data."""
 
-    def __init__(self, specs: list[ModelSpec], x: torch.Tensor, y: torch.Tensor, batch_sizes: list[int],
-                 micro: int) -> None:
+    def __init__(self, specs: list, x: torch.Tensor, y: torch.Tensor, batch_sizes: list[int],
+                 micro: int, skip_single: bool = False) -> None:
+        """`skip_single`: a batch of one row is not trained on (BatchNorm, as LitFNN)."""
         device = x.device
         self.specs, self.x, self.y, self.batch_sizes, self.micro = specs, x, y, batch_sizes, micro
+        self.skip_single = skip_single
         folds = torch.tensor([s.fold for s in specs], device=device)
         self.offset = folds[:, None] * x.shape[1]
         # Per step of `micro` rows: which models step after it (their batch ends there), whether any
@@ -114,11 +115,16 @@ class Members:
         batch_start = position // sizes[:, None] * sizes[:, None]
         batch_rows = np.minimum(sizes[:, None], counts[:, None] - batch_start)
         weight = np.where(position < counts[:, None], 1.0 / np.maximum(batch_rows, 1), 0.0)
+        if skip_single:
+            weight = np.where(batch_rows == 1, 0.0, weight)
         self.row_weight = torch.as_tensor(weight[..., None], dtype=x.dtype, device=device).split(micro, 1)  # per step
         start = np.arange(steps)[:, None] * micro  # (steps, 1): the first row of each step
         batch_start = start // sizes * sizes  # (steps, M): the first row of each model's current batch
         real = np.clip(counts - start, 0, micro)
         in_batch = np.clip(np.minimum(sizes, counts - batch_start), 0, None)
+        if skip_single:
+            self.steps_at &= in_batch != 1
+            real = np.where(in_batch == 1, 0, real)
         # per step and model, for dropout: (offset in its batch, real rows now, real rows in its batch)
         self.real_rows = np.stack([start - batch_start, real, in_batch], -1).tolist()
         val_rows = padded([s.val_rows for s in specs], device)
@@ -128,4 +134,4 @@ class Members:
     def keep(self, rows: torch.Tensor) -> "Members":
         index = rows.tolist()
         return Members([self.specs[i] for i in index], self.x, self.y, [self.batch_sizes[i] for i in index],
-                        self.micro)
+                       self.micro, self.skip_single)

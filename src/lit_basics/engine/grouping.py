@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lit_basics.engine import hyperparameters
+from lit_basics.engine.batched import fast_path
+from lit_basics.models import hparams
 
 PER_MODEL = hyperparameters.names(hyperparameters.PER_MODEL)
 SHARED = ("depth", *hyperparameters.names(hyperparameters.SHARED))  # a padded group still shares its depth
@@ -28,7 +30,9 @@ def group_members(settings: Sequence[dict[str, Any]], folds: Iterable[int], merg
     keys = tuple(shared) + (() if merge_groups else MERGEABLE)
     groups: dict[tuple, list[Member]] = defaultdict(list)
     for c, s in enumerate(settings):
-        values = {**s, "depth": len(s["hidden_sizes"])}
+        # the fast path pads narrower layers; the generic path stacks modules of one shape only
+        arch = hparams.split(s)[0]
+        values = {**s, "depth": len(s["hidden_sizes"]) if fast_path(arch) else list(s["hidden_sizes"])}
         groups[tuple(str(values[k]) for k in keys)] += [(c, f) for f in folds]
     if not merge_groups:
         return dict(groups)

@@ -4,7 +4,7 @@ Parameters follow `MLPClassifier` where the meaning is the same; the options (ac
 loss, init) are the names of the component registries in `lit_basics.models`, checked there.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -17,12 +17,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lit_basics.engine.batched import ModelSpec
-from lit_basics.engine.batched_fit import fit_configurations
+from lit_basics.engine.batched_fit import Stopping, fit_configurations
 from lit_basics.engine.hyperparameters import model_spec_values
-from lit_basics.errors import ConfigError, check_choice
-from lit_basics.models.activations import batched_activation, get_activation
-from lit_basics.models.fnn import INITS, validate_architecture
-from lit_basics.models.losses import get_loss, predict, probabilities
+from lit_basics.errors import ConfigError
+from lit_basics.models import hparams
+from lit_basics.models.fnn import build_network
+from lit_basics.models.losses import get_loss, output_dim, predict, probabilities
 from lit_basics.models.optimizers import batched_optimizer, validate_optimization
 
 
@@ -49,9 +49,7 @@ class Plan:
 
     settings: dict[str, Any]  # LitFNN-named: hidden_sizes, activation, ..., batch_size, lr, weight_decay, ...
     spec: ModelSpec
-    patience: int | None
-    keep_best: bool
-    min_delta: float  # an epoch improves when the watched loss falls by more than this (tol)
+    stopping: Stopping  # keep_best with early_stopping; min_delta is tol
 
 
 class FNNEstimator(BaseEstimator):
@@ -62,7 +60,8 @@ class FNNEstimator(BaseEstimator):
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate_init=0.001, max_iter=200, momentum=0.9, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None, verbose=False,
-                 dropout=0.0, l1=0.0, loss="auto", init="glorot", leaky_relu_alpha=0.01, device="auto"):
+                 dropout=0.0, l1=0.0, loss="auto", init="glorot", leaky_relu_alpha=0.01, norm="none", residual=False,
+                 device="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -82,6 +81,8 @@ class FNNEstimator(BaseEstimator):
         self.loss = loss
         self.init = init
         self.leaky_relu_alpha = leaky_relu_alpha
+        self.norm = norm
+        self.residual = residual
         self.device = device
 
     def _loss_name(self) -> str:
@@ -99,12 +100,9 @@ class FNNEstimator(BaseEstimator):
 
     def _check_params(self, num_classes: int) -> None:
         """ConfigError (a ValueError) naming the first bad parameter and what is allowed."""
-        hidden = self._hidden()
-        validate_architecture(hidden, self.dropout, self.leaky_relu_alpha)
-        batched_activation(self.activation)
+        self.architecture()
         get_loss(self._loss_name(), self._task, num_classes)
         batched_optimizer(self.solver)
-        check_choice("init", self.init, INITS)
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
@@ -121,6 +119,11 @@ class FNNEstimator(BaseEstimator):
             raise ConfigError(f"tol={self.tol!r} must be a number >= 0")
         validate_optimization(self.solver, self.learning_rate_init, self.momentum, 0.0, self.l1)
         resolve_device(self.device)
+
+    def architecture(self) -> hparams.Architecture:
+        """The network these parameters describe (validated): the schema's fields under their own names."""
+        own = {f.name: getattr(self, f.name) for f in fields(hparams.Architecture) if hasattr(self, f.name)}
+        return hparams.Architecture(**{**own, "hidden_sizes": self._hidden()})
 
     def _seed(self) -> int:
         """An int random_state is the seed; None or a RandomState draws one."""
@@ -142,17 +145,15 @@ class FNNEstimator(BaseEstimator):
                                           stratify=stratify)
         else:  # n_iter_no_change watches the loss on the training rows (none when it cannot stop), as MLPClassifier
             train, val = rows, rows if patience else rows[:0]
-        settings = {"hidden_sizes": self._hidden(), "activation": self.activation,
-                    "leaky_relu_alpha": float(self.leaky_relu_alpha), "loss": self._loss_name(),
-                    "optimizer": self.solver, "max_epochs": int(self.max_iter), "init": self.init,
-                    "batch_size": batch, "lr": float(self.learning_rate_init),
+        settings = {**asdict(self.architecture()), "loss": self._loss_name(), "optimizer": self.solver,
+                    "max_epochs": int(self.max_iter), "batch_size": batch, "lr": float(self.learning_rate_init),
                     "weight_decay": float(self.alpha) / batch,  # MLPClassifier's alpha: loss + alpha/(2 batch) |W|^2
-                    "l1": float(self.l1), "dropout": float(self.dropout), "momentum": float(self.momentum),
-                    "optimizer_kwargs": {}, "gradient_clip_val": 0.0, "scheduler": "none", "scheduler_kwargs": None,
+                    "l1": float(self.l1), "momentum": float(self.momentum), "optimizer_kwargs": {},
+                    "gradient_clip_val": 0.0, "scheduler": "none", "scheduler_kwargs": None,
                     "device": str(resolve_device(self.device))}
         spec = ModelSpec(train_rows=torch.as_tensor(train), val_rows=torch.as_tensor(val), fold=fold, seed=seed,
                          **model_spec_values(settings))
-        return Plan(settings, spec, patience, bool(self.early_stopping), float(self.tol))
+        return Plan(settings, spec, Stopping(patience, float(self.tol), bool(self.early_stopping)))
 
     def _fit_one(self, x: np.ndarray, targets: np.ndarray, labels: np.ndarray) -> "FNNEstimator":
         """Train on (x, targets) with the engine; `labels` are what stratifies the validation split."""
@@ -160,21 +161,32 @@ class FNNEstimator(BaseEstimator):
         device = torch.device(plan.settings["device"])
         num_classes = len(self.classes_) if self._task == "classification" else 0
         result = fit_configurations(torch.as_tensor(x, device=device)[None], torch.as_tensor(targets, device=device),
-                                    [plan.spec], [plan.settings], num_classes, patience=plan.patience,
-                                    min_delta=plan.min_delta, keep_best=plan.keep_best)
+                                    [plan.spec], [plan.settings], num_classes, plan.stopping)
         val_y = targets[plan.spec.val_rows.numpy()]
-        self.set_result(result.layers[0], result.history[0], len(plan.spec.train_rows), val_y, result.diverged[0])
+        self.set_result(result.states[0], result.history[0], len(plan.spec.train_rows), val_y, result.diverged[0])
         return self
 
-    def set_result(self, layers: list[tuple[Any, Any]], history: list[dict[str, float]],
+    def _output_dim(self) -> int:
+        return output_dim(self._task, len(self.classes_) if self._task == "classification" else 0)
+
+    def set_result(self, state: dict[str, Any], history: list[dict[str, float]],
                    n_train: int, val_y: np.ndarray, diverged: bool = False) -> None:
-        """The fitted attributes from one engine model: its layers (nn.Linear layout) and its epochs."""
+        """The fitted attributes from one engine model: its network's state_dict and its epochs.
+
+        `module_` is the network (built from the same architecture as LitFNN's, in float64 so that a row's
+        result does not depend on the batch it is in); predictions go through its forward.
+        """
         if diverged:  # as MLPClassifier, which refuses non-finite weights
             raise ValueError(f"training diverged at epoch {len(history)} (the loss became NaN or infinite); "
                              f"lower learning_rate_init={self.learning_rate_init!r} or scale the features")
-        self.coefs_ = [_numpy(w).T.copy() for w, _ in layers]  # (fan_in, fan_out), as MLPClassifier
-        self.intercepts_ = [_numpy(b).copy() for _, b in layers]
-        self.n_layers_ = len(layers) + 1
+        with torch.random.fork_rng(devices=[]):
+            module = build_network(self.architecture(), self.n_features_in_, self._output_dim())
+        module.load_state_dict({k: torch.as_tensor(_numpy(v)) for k, v in state.items()})
+        self.module_ = module.double().eval()
+        linears = self.module_.linears() if hasattr(self.module_, "linears") else []
+        self.coefs_ = [_numpy(layer.weight).T.copy() for layer in linears]  # (fan_in, fan_out), as MLPClassifier
+        self.intercepts_ = [_numpy(layer.bias).copy() for layer in linears]
+        self.n_layers_ = len(linears) + 1
         self.n_outputs_ = self.coefs_[-1].shape[1]
         self.loss_curve_ = [row["train/loss"] for row in history]
         self.loss_ = self.loss_curve_[-1]
@@ -198,16 +210,11 @@ class FNNEstimator(BaseEstimator):
         return 1.0 - row["val/loss"] / max(float(np.var(val_y)), np.finfo(np.float32).tiny)  # R^2 from the MSE
 
     def _logits(self, X: Any) -> torch.Tensor:
-        """(rows, outputs) logits, in float64 so that a row's result does not depend on the batch it is in."""
+        """(rows, outputs) logits from the fitted network's forward, in float64."""
         check_is_fitted(self)
         x = validate_data(self, X, reset=False, dtype=np.float64)
-        act = get_activation(self.activation).module(self.leaky_relu_alpha)
-        h = torch.from_numpy(np.require(x, requirements=["C", "W"]))
-        for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_, strict=True)):
-            h = torch.addmm(torch.from_numpy(b.astype(np.float64)), h, torch.from_numpy(w.astype(np.float64)))
-            if i < len(self.coefs_) - 1:
-                h = act(h)
-        return h
+        with torch.no_grad():
+            return self.module_(torch.from_numpy(np.require(x, requirements=["C", "W"])))
 
     def to_config(self) -> dict[str, Any]:
         """The train.py config of this network and its training, to compose after a data config.
@@ -219,11 +226,9 @@ class FNNEstimator(BaseEstimator):
         """
         self._check_params(0 if self._task == "regression" else 2)
         batch = 200 if self.batch_size == "auto" else int(self.batch_size)
-        model = {"hidden_sizes": self._hidden(), "activation": self.activation,
-                 "leaky_relu_alpha": float(self.leaky_relu_alpha), "dropout": float(self.dropout),
-                 "loss": self._loss_name(), "optimizer": self.solver, "lr": float(self.learning_rate_init),
-                 "momentum": float(self.momentum), "weight_decay": float(self.alpha) / batch, "l1": float(self.l1),
-                 "init": self.init}
+        arch = {k: v for k, v in asdict(self.architecture()).items() if k != "net"}
+        model = {**arch, "loss": self._loss_name(), "optimizer": self.solver, "lr": float(self.learning_rate_init),
+                 "momentum": float(self.momentum), "weight_decay": float(self.alpha) / batch, "l1": float(self.l1)}
         config = {"model": model, "data": {"init_args": {"batch_size": batch}},
                   "trainer": {"max_epochs": int(self.max_iter)}}
         if isinstance(self.random_state, int | np.integer):

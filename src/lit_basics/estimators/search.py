@@ -95,7 +95,7 @@ class FNNSearchCV(GridSearchCV):
             print(f"Fitting {len(splits)} folds for each of {len(candidates)} candidates, totalling "
                   f"{len(models)} fits in batched groups")
 
-        def evaluate(i: int, layers: list[tuple], history: list[dict], diverged: bool, seconds: float) -> dict:
+        def evaluate(i: int, state: dict, history: list[dict], diverged: bool, seconds: float) -> dict:
             """Model i (candidate c on fold k) as a fitted estimator, scored as GridSearchCV's _fit_and_score."""
             c, k = models[i]
             est = clone(fnn).set_params(**split[c][1])
@@ -104,7 +104,7 @@ class FNNSearchCV(GridSearchCV):
             est.n_features_in_ = data.width(split[c][0], k)
             spec = plans[i].spec
             try:
-                est.set_result(layers, history, len(spec.train_rows), targets[spec.val_rows], diverged)
+                est.set_result(state, history, len(spec.train_rows), targets[spec.val_rows], diverged)
             except ValueError as err:  # error_score "raise"
                 raise ValueError(f"candidate {candidates[c]} on fold {k}: {err}") from None
             model = est if prep is None else Pipeline([*data.prep(split[c][0], k).steps, (name, est)])
@@ -120,8 +120,8 @@ class FNNSearchCV(GridSearchCV):
         fitted layers, history, divergence and the model's share of its group's seconds), so scoring runs on
         every core and nothing but scores comes back. The results in the order of `plans`."""
         merge = torch.cuda.is_available() if self.merge_groups is None else self.merge_groups
-        settings = [{**p.settings, "patience": p.patience, "min_delta": p.min_delta, "keep_best": p.keep_best,
-                     "block": block} for p, block in zip(plans, blocks, strict=True)]
+        settings = [{**p.settings, "patience": p.stopping.patience, "min_delta": p.stopping.min_delta,
+                     "keep_best": p.stopping.keep_best, "block": block} for p, block in zip(plans, blocks, strict=True)]
         workers = self.n_jobs if self.n_jobs and self.n_jobs > 0 else default_workers()
         chunks = chunk_groups(group_members(settings, [0], merge, shared=GROUP_SHARED), workers, self.max_models)
         y = torch.as_tensor(targets)
@@ -132,12 +132,11 @@ class FNNSearchCV(GridSearchCV):
             started = time.perf_counter()
             device = torch.device(s["device"])
             result = fit_configurations(data.x(s["block"], device), y.to(device), [plans[i].spec for i in members],
-                                        [settings[i] for i in members], num_classes, patience=first.patience,
-                                        min_delta=first.min_delta, keep_best=first.keep_best)
+                                        [settings[i] for i in members], num_classes, first.stopping)
             share = (time.perf_counter() - started) / len(members)
-            return [evaluate(i, [(w.cpu().numpy(), b.cpu().numpy()) for w, b in layers], history, diverged, share)
-                    for i, layers, history, diverged in zip(members, result.layers, result.history, result.diverged,
-                                                            strict=True)]
+            return [evaluate(i, {k: v.cpu() for k, v in state.items()}, history, diverged, share)
+                    for i, state, history, diverged in zip(members, result.states, result.history, result.diverged,
+                                                           strict=True)]
 
         costs = [len(c) * settings[c[0][0]]["max_epochs"] * sum(settings[c[0][0]]["hidden_sizes"]) for c in chunks]
         out: list[Any] = [None] * len(plans)

@@ -12,38 +12,42 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_basics.engine.runtime import plain_fp32_single_device
 from lit_basics.errors import ConfigError, check_choice
-from lit_basics.models.fnn import FNN, validate_architecture
+from lit_basics.models import hparams
+from lit_basics.models.fnn import build_network, skips_single_row, weight_matrices
 from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
 from lit_basics.models.metrics import make_metrics
-from lit_basics.models.optimizers import SCHEDULERS, make_optimizer, make_scheduler, validate_optimization
+from lit_basics.models.optimizers import make_optimizer, make_scheduler
 
 
 class LitFNN(L.LightningModule):
-    """A feedforward network for binary or multi-class classification or regression.
+    """A network for binary or multi-class classification or regression, and how it trains.
+
+    The model is `self.net`, built from the architecture fields (models/hparams.py, the schema every
+    engine reads) by `build_network`: the built-in FNN, or any nn.Module given as `net`. This class owns
+    the loss, metrics, optimizer and the loop's bookkeeping; the speed code it calls lives in
+    engine/runtime.py and engine/lightning_patches.py.
 
     Args:
-        input_dim: number of input features; linked from the DataModule by the CLI.
-        num_classes: 2 -> one logit with a binary loss, > 2 -> one logit per class; ignored for regression.
-        task: "classification" or "regression"; linked from the DataModule by the CLI.
+        input_dim, num_classes, task: linked from the DataModule by the CLI. num_classes 2 -> one logit
+            with a binary loss, > 2 -> one logit per class; ignored for regression.
         hidden_sizes: width of each hidden layer; its length is the depth.
-        activation: a name from models/activations.py: sigmoid, tanh, relu, leaky_relu (slope
-            `leaky_relu_alpha` below zero), gelu.
+        activation: a name from models/activations.py; `leaky_relu_alpha` is leaky ReLU's negative slope.
         dropout: drop probability after each hidden activation, in [0, 1).
+        norm: none, batch (BatchNorm1d) or layer (LayerNorm) after each hidden linear layer.
+        residual: a skip around each hidden block (a projection where the widths differ).
         init: starting weights: pytorch (nn.Linear's default), glorot (as scikit-learn's MLP) or he.
-        loss: cross_entropy (BCE-with-logits when binary), hinge or mse.
-        optimizer: sgd, momentum (SGD with `momentum`), rmsprop, adam or adamw (models/optimizers.py).
-        optimizer_kwargs: the optimizer's own hyperparameters beyond lr (e.g. adam: beta1, beta2, eps);
-            torch.optim's defaults where not given.
-        weight_decay: L2 penalty on weight matrices, applied by the optimizer.
-        l1: L1 penalty on weight matrices, added to the loss.
-        scheduler: none, step, exponential, cosine or plateau (stepped once per epoch);
-            `scheduler_kwargs` go to its constructor.
+        net: `{class_path, init_args}` of any nn.Module taking input_dim and output_dim, used instead of
+            the FNN; the architecture fields its constructor takes are passed to it.
+        loss: auto (cross_entropy for classification, mse for regression), cross_entropy (BCE-with-logits
+            when binary), hinge or mse.
+        optimizer: sgd, momentum, rmsprop, adam or adamw (models/optimizers.py); `optimizer_kwargs` its own
+            hyperparameters beyond lr (e.g. adam: beta1, beta2, eps).
+        weight_decay: L2 penalty on weight matrices, applied by the optimizer. l1: L1 penalty, in the loss.
+        scheduler: none, step, exponential, cosine or plateau (stepped once per epoch), with `scheduler_kwargs`.
         gradient_clip_val: clip the gradient norm to this value before each step (0: no clipping).
 
     Optimization is manual: a training step receives one minibatch `(x, y)` or a chunk
     `(x, y, batch_size)` of consecutive minibatches and takes one optimizer step per minibatch.
-    Lightning's loop (epochs, validation, callbacks, checkpoints, early stopping) is unchanged; its
-    per-step overhead, which outweighs the math of a small network, is paid once per chunk.
     """
 
     def __init__(
@@ -55,38 +59,29 @@ class LitFNN(L.LightningModule):
         activation: str = "relu",
         leaky_relu_alpha: float = 0.01,
         dropout: float = 0.0,
-        loss: str = "cross_entropy",
+        norm: str = "none",
+        residual: bool = False,
+        init: str = "pytorch",
+        net: dict[str, Any] | None = None,
+        loss: str = "auto",
         optimizer: str = "adam",
         lr: float = 1e-3,
         momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
         optimizer_kwargs: dict[str, float] | None = None,
         scheduler: str = "none",
         scheduler_kwargs: dict[str, Any] | None = None,
         gradient_clip_val: float = 0.0,
-        init: str = "pytorch",
+        weight_decay: float = 0.0,
+        l1: float = 0.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         check_choice("task", task, TASKS)
-        validate_architecture(hidden_sizes, dropout, leaky_relu_alpha)
-        validate_optimization(optimizer, lr, momentum, weight_decay, l1, optimizer_kwargs)
-        check_choice("scheduler", scheduler, SCHEDULERS)
-        if gradient_clip_val < 0:
-            raise ConfigError(f"gradient_clip_val={gradient_clip_val!r} must be >= 0")
-        self.loss_fn = make_loss(loss, task, num_classes)
         self.save_hyperparameters()
         self.hparams["hidden_sizes"] = list(hidden_sizes)
-        self.net = FNN(
-            input_dim,
-            list(hidden_sizes),
-            output_dim(task, num_classes),
-            activation=activation,
-            dropout=dropout,
-            leaky_relu_alpha=leaky_relu_alpha,
-            init=init,
-        )
+        self.architecture, self.optimization, self.regularization = hparams.split(dict(self.hparams))
+        self.loss_fn = make_loss(self.optimization.loss_for(task), task, num_classes)
+        self.net = build_network(self.architecture, input_dim, output_dim(task, num_classes))
         self.val_metrics = make_metrics(task, num_classes, prefix="val/")
         self.test_metrics = make_metrics(task, num_classes, prefix="test/")
         self._sums: dict[str, torch.Tensor] = {}
@@ -104,7 +99,7 @@ class LitFNN(L.LightningModule):
         return self.net(x)
 
     def l1_penalty(self) -> torch.Tensor:
-        return sum(w.abs().sum() for w in self.net.weights())
+        return sum(w.abs().sum() for w in weight_matrices(self.net))
 
     # Sums of loss and sample counts stay on the device during an epoch and are read once at its
     # end: no host sync per step, which dominates the time of small networks. Evaluation accuracy
@@ -135,13 +130,15 @@ class LitFNN(L.LightningModule):
         if self._direct_steps is None:
             self._direct_steps = plain_fp32_single_device(self.trainer)
         optimizer = self.optimizers(use_pl_optimizer=not self._direct_steps)
-        steps = 0
+        steps, loss = 0, None
         for start in range(0, len(y), size):
+            if skips_single_row(self.net, len(y[start : start + size])):
+                continue
             loss = self._optimizer_step(optimizer, x[start : start + size], y[start : start + size])
             steps += 1
         if self._direct_steps:  # the bookkeeping LightningOptimizer.step would have done: global_step
             self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(steps)
-        if not torch.isfinite(loss):  # one host sync per chunk, not per step
+        if loss is not None and not torch.isfinite(loss):  # one host sync per chunk, not per step
             raise TrainingDiverged(
                 f"training diverged at epoch {self.current_epoch} (loss {float(loss)}); "
                 f"lower the learning rate (lr={self.hparams.lr:g}) or normalise the data"

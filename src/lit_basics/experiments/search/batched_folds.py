@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from lit_basics.engine.batched import ModelSpec
-from lit_basics.engine.batched_fit import fit_configurations
+from lit_basics.engine.batched_fit import Stopping, fit_configurations
 from lit_basics.engine.grouping import chunk_groups, group_members
 from lit_basics.engine.hyperparameters import (
     SEARCHABLE_SETTINGS,
@@ -33,14 +33,16 @@ from lit_basics.errors import ConfigError
 from lit_basics.experiments.runs import check_args
 from lit_basics.experiments.search.folds import FoldResult, fold_args, fold_seed
 from lit_basics.experiments.search.space import architecture_overrides
+from lit_basics.models.losses import output_dim
 
 
 class BatchedFolds:
     """Fits configurations given as `train.py` arguments; the base config is parsed only once."""
 
     def __init__(self, base_args: list[str], folds: int, seed: int = 0, patience: int = 10,
-                 max_models: int = 256, merge_groups: bool | None = None, workers: int = 0) -> None:
+                 max_models: int = 256, merge_groups: bool | None = None, workers: int = 0, path: str = "auto") -> None:
         self.folds, self.seed, self.patience, self.max_models = folds, seed, patience, max_models
+        self.path = path  # the batched path: auto (fast where every layer has a kernel), fast or generic
         self.workers = workers  # processes for independent groups; 0: one per CPU core (1 on a GPU)
         self.merge_groups = torch.cuda.is_available() if merge_groups is None else merge_groups
         cli = check_args("batched engine", [*base_args, *fold_args(folds, 0, seed, patience)])
@@ -81,7 +83,7 @@ class BatchedFolds:
         if unknown:
             raise ConfigError(f"--engine batched: unknown model hyperparameter {unknown[0]!r}; "
                               f"allowed: {', '.join(sorted(self.base))}")
-        check_batched(out)
+        check_batched(out, self.x.shape[-1], output_dim("classification", self.num_classes))
         return out
 
     def fit_many(self, configs: list[dict[str, Any]]) -> list[list[FoldResult]]:
@@ -120,7 +122,7 @@ class BatchedFolds:
         ]
         started = time.perf_counter()
         out = fit_configurations(self.x, self.y, specs, [settings[c] for c, _ in members], self.num_classes,
-                                 patience=self.patience)
+                                 Stopping(patience=self.patience), self.path)
         seconds = (time.perf_counter() - started) / len(members)
         return [FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
                            best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds,

@@ -1,0 +1,269 @@
+"""The batched engine's generic path: M copies of any nn.Module trained as one program.
+
+torch's model-ensembling recipe: the models' parameters are stacked (here as views of one (M, P) tensor,
+the layout the batched optimizer steps), the forward is `vmap` over `functional_call` of one template
+module, and autograd differentiates the vmapped forward, each model's gradient landing in its own row
+(autograd on the stacked parameters measured faster than `vmap(grad(...))` for these small networks, and
+it lets the loss's closed-form logit gradient start the backward pass as on the fast path).
+Two kinds of layer are swapped in the template for versions that read per-model inputs:
+- nn.Dropout: multiplies by the group's DropoutMasks (each model's masks from its own seed, as the fast path);
+- BatchNorm1d: batch statistics over each model's real rows only (a group's models have different row
+  counts, so a step's batch holds padding rows), per-model running statistics, eval mode as nn.BatchNorm1d.
+A module vmap cannot batch (data-dependent control flow, random ops of its own) is refused by `check_batchable`
+with one line naming it before any training.
+"""
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from lit_basics.engine.dropout import DropoutMasks
+from lit_basics.errors import ConfigError
+
+
+class _MaskedDropout(nn.Module):
+    """Inverted dropout whose factors are given per call (`scale`, (batch, width) for one model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale if self.training else x
+
+
+class _MaskedBatchNorm(nn.Module):
+    """BatchNorm1d over the rows where `row_mask` (batch,) is 1, with its running statistics as buffers."""
+
+    def __init__(self, source: nn.BatchNorm1d) -> None:
+        super().__init__()
+        self.eps, self.momentum, self.affine = source.eps, source.momentum, source.affine
+        if self.affine:
+            self.weight, self.bias = nn.Parameter(source.weight.detach()), nn.Parameter(source.bias.detach())
+        self.register_buffer("running_mean", source.running_mean.detach().clone())
+        self.register_buffer("running_var", source.running_var.detach().clone())
+        self.register_buffer("num_batches_tracked", source.num_batches_tracked.detach().clone())
+        self.register_buffer("row_mask", torch.ones(1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (batch, features) of one model; row_mask: (batch,), 0 on padding rows
+        if self.training:
+            mask = self.row_mask.unsqueeze(-1)
+            n = mask.sum()
+            mean = (x * mask).sum(0) / n.clamp(min=1)
+            var = (((x - mean) ** 2) * mask).sum(0) / n.clamp(min=1)  # biased, as BatchNorm normalises
+            with torch.no_grad():
+                keep = (n > 1).to(x.dtype) * self.momentum  # a batch of one row leaves the statistics alone
+                unbiased = var * n / (n - 1).clamp(min=1)
+                self.running_mean.mul_(1 - keep).add_(keep * mean.detach())
+                self.running_var.mul_(1 - keep).add_(keep * unbiased.detach())
+                self.num_batches_tracked.add_((n > 1).to(self.num_batches_tracked.dtype))
+        else:
+            mean, var = self.running_mean, self.running_var
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        return out * self.weight + self.bias if self.affine else out
+
+
+def _template(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]:
+    """A copy of `module` with dropout and BatchNorm swapped; the paths of its dropout and norm sites."""
+    template = copy.deepcopy(module)
+    dropouts, norms = [], []
+    for name, child in list(template.named_modules()):
+        if isinstance(child, nn.Dropout):
+            _replace(template, name, _MaskedDropout())
+            dropouts.append(name)
+        elif isinstance(child, nn.modules.batchnorm._BatchNorm):
+            if not isinstance(child, nn.BatchNorm1d) or not isinstance(child.momentum, float) \
+                    or not child.track_running_stats:
+                raise ConfigError(f"the batched engine cannot train {type(child).__name__} {name!r} (only "
+                                  "BatchNorm1d with running statistics and a float momentum); use --engine lightning")
+            _replace(template, name, _MaskedBatchNorm(child))
+            norms.append(name)
+        elif isinstance(child, nn.modules.dropout._DropoutNd):
+            raise ConfigError(f"the batched engine cannot train {type(child).__name__} {name!r}; "
+                              "use nn.Dropout or --engine lightning")
+    return template, dropouts, norms
+
+
+def _replace(root: nn.Module, path: str, new: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, new)
+
+
+def _dropout_p(module: nn.Module, path: str) -> float:
+    try:
+        site = module.get_submodule(path)
+    except AttributeError:
+        return 0.0
+    return float(site.p) if isinstance(site, nn.Dropout) else 0.0
+
+
+def _pad_to(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """`value` zero-padded at the end of each dimension to `shape` (a wider input's extra columns)."""
+    if value.shape == shape:
+        return value
+    out = value.new_zeros(shape)
+    out[tuple(slice(0, s) for s in value.shape)] = value
+    return out
+
+
+class StackedModules:
+    """M modules of one structure as one program; the interface of the fast path's BatchedMLP.
+
+    `modules[i]` is model i as built from its own seed (and its fold's input width); `template` is a module
+    of the group's widest input that the others are zero-padded to (zero columns meet zero weights).
+    """
+
+    def __init__(self, modules: list[nn.Module], template: nn.Module) -> None:
+        shapes = {k: v.shape for k, v in template.state_dict().items()}
+        self.own_shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in modules]
+        padded = []
+        for module in modules:
+            clone = copy.deepcopy(template)
+            clone.load_state_dict({k: _pad_to(v.detach(), shapes[k]) for k, v in module.state_dict().items()})
+            padded.append(clone)
+        self.template, dropout_sites, self.norm_sites = _template(template)
+        self.template = self.template.to("meta")
+        params, buffers = stack_module_state([_template(m)[0] for m in padded])
+        self.names = list(params)
+        self.shapes = [params[k].shape[1:] for k in self.names]
+        self.sizes = [params[k][0].numel() for k in self.names]
+        m = len(modules)
+        flat = torch.cat([params[k].detach().reshape(m, -1) for k in self.names], 1)
+        self.buffers = {k: v.detach().clone() for k, v in buffers.items() if not k.endswith((".scale", ".row_mask"))
+                        and k.rpartition(".")[0] not in dropout_sites}
+        self.weight_mask = torch.cat([torch.full((1, n), float(len(s) > 1)) for n, s in zip(self.sizes, self.shapes,
+                                                                                            strict=True)], 1)
+        self.param_mask = None
+        widths = self._dropout_widths(padded[0], dropout_sites)
+        self.dropout_sites = dropout_sites
+        self.masks = DropoutMasks([[_dropout_p(mod, s) for s in dropout_sites] for mod in modules],
+                                  [widths] * m, flat.device)
+        self._bind(flat)
+        self._logits: torch.Tensor | None = None
+
+    @staticmethod
+    def _dropout_widths(module: nn.Module, sites: list[str]) -> list[int]:
+        """The width of each dropout site's input, from one forward of a probe row."""
+        widths: dict[str, int] = {}
+
+        def record(name: str) -> Any:
+            def hook(mod: nn.Module, args: tuple, out: Any) -> None:
+                widths.setdefault(name, args[0].shape[-1])
+            return hook
+
+        hooks = [module.get_submodule(s).register_forward_hook(record(s)) for s in sites]
+        first = next(p for p in module.parameters())
+        was = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                module(torch.zeros(2, _input_width(module), dtype=first.dtype))
+        finally:
+            module.train(was)
+            for hook in hooks:
+                hook.remove()
+        return [widths[s] for s in sites]
+
+    def _bind(self, flat: torch.Tensor) -> None:
+        self.flat = flat.detach().requires_grad_(True)
+        self.grad = torch.zeros_like(flat)
+
+    def _params(self) -> dict[str, torch.Tensor]:
+        """Each parameter as an (M, *shape) view of `flat` (autograd then sums into flat's gradient)."""
+        out, start, m = {}, 0, self.flat.shape[0]
+        for name, size, shape in zip(self.names, self.sizes, self.shapes, strict=True):
+            out[name] = self.flat[:, start : start + size].view(m, *shape)
+            start += size
+        return out
+
+    @property
+    def dropping(self) -> bool:
+        return self.masks.dropping
+
+    def seed_dropout(self, seeds: list[int]) -> None:
+        self.masks.seed(seeds)
+
+    def __call__(self, x: torch.Tensor, train: bool = False, rows: list[tuple[int, int, int]] | None = None,
+                 row_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (M, batch, input_dim) -> (M, batch, output_dim) logits; `row_mask` (M, batch): real rows, for
+        BatchNorm's statistics (all rows when None)."""
+        self.template.train(train)
+        inputs: dict[str, torch.Tensor] = dict(self.buffers)
+        if train:
+            for i, site in enumerate(self.dropout_sites):
+                width = self.masks.widths[0][i] if self.masks.widths else 0
+                inputs[f"{site}.scale"] = self.masks.scale(i, torch.Size((x.shape[0], x.shape[1], width)), rows)
+            mask = x.new_ones(x.shape[:2]) if row_mask is None else row_mask.to(x.dtype)
+            inputs.update({f"{site}.row_mask": mask for site in self.norm_sites})
+        with torch.set_grad_enabled(train):
+            params = self._params() if train else {k: v.detach() for k, v in self._params().items()}
+            logits = vmap(lambda p, b, xb: functional_call(self.template, (p, b), (xb,)))(params, inputs, x)
+        self._logits = logits if train else None
+        return logits if train else logits.detach()
+
+    def backward(self, d_output: torch.Tensor, accumulate: bool = False) -> None:
+        """`grad` = d loss / d parameters (`grad` += it, with `accumulate`) from d_output = d loss / d logits."""
+        if self._logits is None:
+            raise RuntimeError("backward needs a forward call with train=True first")
+        logits, self._logits = self._logits, None
+        (grad,) = torch.autograd.grad(logits, self.flat, d_output)
+        if accumulate:
+            self.grad.add_(grad)
+        else:
+            self.grad.copy_(grad)
+
+    def zero_grad(self, rows: Any) -> None:
+        if len(rows):
+            self.grad.index_fill_(0, torch.as_tensor(rows, device=self.grad.device), 0.0)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        index = rows.tolist()
+        self.masks.keep(index)
+        self.own_shapes = [self.own_shapes[i] for i in index]
+        self.buffers = {k: v[rows] for k, v in self.buffers.items()}
+        self._bind(self.flat.detach()[rows])
+
+    def to(self, device: torch.device) -> "StackedModules":
+        self.weight_mask = self.weight_mask.to(device)
+        self.buffers = {k: v.to(device) for k, v in self.buffers.items()}
+        self.masks.device = device
+        self._bind(self.flat.detach().to(device))
+        return self
+
+    def state_dict(self, i: int, flat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Model i's state_dict (parameters from `flat` when given, and its buffers), cut to its own shapes."""
+        row, out, start = (self.flat if flat is None else flat)[i].detach(), {}, 0
+        for name, size, shape in zip(self.names, self.sizes, self.shapes, strict=True):
+            out[name] = row[start : start + size].view(shape)
+            start += size
+        out.update({k: v[i] for k, v in self.buffers.items()})
+        own = self.own_shapes[i]
+        return {k: v[tuple(slice(0, s) for s in own[k])].clone() for k, v in out.items() if k in own}
+
+
+def _input_width(module: nn.Module) -> int:
+    """The input width of a module: that of its first nn.Linear (the networks here take (batch, features))."""
+    first = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
+    if first is None:
+        raise ConfigError(f"the batched engine needs an nn.Linear in {type(module).__name__} to learn its input width")
+    return first.in_features
+
+
+def check_batchable(module: nn.Module, input_dim: int) -> None:
+    """Refuse, in one line naming it, a module that vmap cannot run as M stacked copies (train and eval)."""
+    try:
+        stacked = StackedModules([module, copy.deepcopy(module)], module)
+        x = torch.randn(2, 3, input_dim)
+        out = stacked(x, train=True, row_mask=torch.ones(2, 3))
+        stacked.backward(torch.ones_like(out))
+        stacked(x, train=False)
+    except ConfigError:
+        raise
+    except Exception as err:  # vmap's refusal of data-dependent control flow, randomness, in-place ops ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"the batched engine cannot train {type(module).__name__} as stacked copies "
+                          f"({first[:200]}); use --engine lightning") from None
