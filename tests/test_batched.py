@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lit_basics.engine.batched import ALIGN, BatchedMLP, ModelSpec
-from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.batched_fit import Stopping, fit_group
 from lit_basics.engine.batched_optimizer import BatchedOptimizer
 from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import FNN
@@ -51,7 +51,7 @@ def test_three_models_match_three_separate_torch_optim_runs(optimizer, activatio
             optim.step()
             torch.testing.assert_close(losses[i].detach(), loss.detach(), atol=1e-5, rtol=1e-5)
     for i, net in enumerate(separate):
-        layers = [m for m in net.net if isinstance(m, torch.nn.Linear)]
+        layers = net.linears()
         for layer, (w, b) in zip(layers, batched.layers(i), strict=True):
             torch.testing.assert_close(w.detach(), layer.weight.detach(), atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(b.detach(), layer.bias.detach(), atol=1e-5, rtol=1e-5)
@@ -162,7 +162,7 @@ def test_layers_are_padded_to_round_widths_and_read_back_unpadded():
     assert [w.shape[1:] for w in batched.weights] == [(5, 2 * ALIGN), (2 * ALIGN, ALIGN), (ALIGN, ALIGN)]
     assert batched(torch.randn(2, 4, 5)).shape == (2, 4, 3)  # the output cut back to 3 classes
     for module, i in zip(modules, range(2), strict=True):
-        linears = [m for m in module.net if isinstance(m, torch.nn.Linear)]
+        linears = module.linears()
         for layer, (w, b) in zip(linears, batched.layers(i), strict=True):
             assert torch.equal(w, layer.weight) and torch.equal(b, layer.bias)
 
@@ -205,7 +205,8 @@ def test_models_that_stopped_early_leave_the_stack_without_changing_any_result(m
              for i, lr in enumerate([1e-4, 0.3, 0.003, 1.0, 0.03, 0.1])]
 
     def fit():
-        return fit_group(x, y, specs, [12, 6], 3, optimizer=optimizer, batch_size=16, max_epochs=25, patience=2)
+        return fit_group(x, y, specs, [12, 6], 3, optimizer=optimizer, batch_size=16, max_epochs=25,
+                         stopping=Stopping(patience=2))
 
     sizes = []
     keep = BatchedMLP.keep

@@ -14,11 +14,14 @@ from torch import nn
 
 from lit_basics.data.batching import epoch_permutation
 from lit_basics.engine import hyperparameters
-from lit_basics.engine.batched import BatchedMLP, ModelSpec
-from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.batched import BatchedMLP, ModelSpec, fast_path
+from lit_basics.engine.batched_fit import Stopping, fit_group
+from lit_basics.engine.dropout import DropoutMasks
 from lit_basics.errors import ConfigError
 from lit_basics.models import LitFNN
+from lit_basics.models import hparams
 from lit_basics.models.activations import ACTIVATIONS, batched_activation
+from lit_basics.models.fnn import skips_single_row
 from lit_basics.models.losses import LOSSES
 from lit_basics.models.optimizers import OPTIMIZERS, SCHEDULERS
 
@@ -61,10 +64,10 @@ def litfnn_history(settings: dict, x: torch.Tensor, y: torch.Tensor, spec: Model
     """LitFNN's own steps (its optimizer, loss, L1, clipping) over the batched engine's batch order."""
     torch.manual_seed(spec.seed)
     model = LitFNN(input_dim=x.shape[1], **settings)
-    layers = model.net.net
-    for i, module in enumerate(layers):
+    for name, module in list(model.net.named_modules()):  # every dropout, however deep
         if isinstance(module, nn.Dropout):
-            layers[i] = RecordedDropout(module.p, masks)
+            parent, _, attr = name.rpartition(".")
+            setattr(model.net.get_submodule(parent) if parent else model.net, attr, RecordedDropout(module.p, masks))
     configured = model.configure_optimizers()
     optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
     scheduler = configured["lr_scheduler"]["scheduler"] if isinstance(configured, dict) else None
@@ -76,7 +79,8 @@ def litfnn_history(settings: dict, x: torch.Tensor, y: torch.Tensor, spec: Model
         order = train_rows[epoch_permutation(len(train_rows), spec.seed, epoch)]
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]
-            model._optimizer_step(optimizer, x[rows], y[rows])
+            if not skips_single_row(model.net, len(rows)):  # as LitFNN.training_step
+                model._optimizer_step(optimizer, x[rows], y[rows])
         model.eval()
         with torch.no_grad():
             val_loss = float(model.loss_fn(model(x[val_rows]), y[val_rows]))
@@ -87,39 +91,71 @@ def litfnn_history(settings: dict, x: torch.Tensor, y: torch.Tensor, spec: Model
 
 
 def batched_history(settings: dict, x, y, spec: ModelSpec, epochs: int, batch: int, monkeypatch,
-                    masks: list[torch.Tensor]):
-    original = BatchedMLP.dropout_scale
+                    masks: list[torch.Tensor], path: str = "auto"):
+    original = DropoutMasks.scale
 
-    def recording(self, layer, shape, rows):
-        scale = original(self, layer, shape, rows)
-        masks.append((scale != 0).float())
+    def recording(self, site, shape, rows):
+        scale = original(self, site, shape, rows)
+        if rows is None or any(n for _, n, _ in rows):  # a step no model trains on (a skipped row) draws none
+            masks.append((scale != 0).float())
         return scale
 
-    monkeypatch.setattr(BatchedMLP, "dropout_scale", recording)
-    result = fit_group(x[None], y, [spec], settings["hidden_sizes"], settings["num_classes"],
-                       activation=settings["activation"], alpha=settings["leaky_relu_alpha"], loss=settings["loss"],
-                       optimizer=settings["optimizer"], batch_size=batch, max_epochs=epochs,
-                       scheduler=settings["scheduler"], scheduler_kwargs=settings["scheduler_kwargs"])
-    return [row["val/loss"] for row in result.history[0]], result.layers[0]
+    monkeypatch.setattr(DropoutMasks, "scale", recording)
+    shared = {k: settings[k] for k in hparams.names(hparams.SHARED) if k in settings}
+    result = fit_group(x[None], y, [spec], settings["hidden_sizes"], settings["num_classes"], batch_size=batch,
+                       max_epochs=epochs, path=path, **shared)
+    return [row["val/loss"] for row in result.history[0]], result.states[0]
 
 
-def assert_engines_agree(monkeypatch, classes: int, settings: dict, epochs: int = 4, batch: int = 8) -> None:
+def assert_engines_agree(monkeypatch, classes: int, settings: dict, epochs: int = 4, batch: int = 8,
+                         path: str = "auto", train_rows: int = 36) -> None:
+    """Same initial weights, batch order and dropout masks: the same validation losses and final state_dict
+    (parameters and buffers such as BatchNorm's running statistics) in LitFNN and the batched engine."""
     x, y = data(classes)
     rows = torch.arange(len(y))
     settings = {"num_classes": classes, "hidden_sizes": [7, 5], "leaky_relu_alpha": 0.2, "dropout": 0.0,
                 "momentum": 0.9, "weight_decay": 0.0, "l1": 0.0, "gradient_clip_val": 0.0, "optimizer_kwargs": None,
                 "scheduler": "none", "scheduler_kwargs": None, **settings}
-    spec = ModelSpec(train_rows=rows[:36], val_rows=rows[36:], seed=3,
+    spec = ModelSpec(train_rows=rows[:train_rows], val_rows=rows[train_rows:], seed=3,
                      **hyperparameters.model_spec_values(settings))
     masks: list[torch.Tensor] = []
-    batched, layers = batched_history(settings, x, y, spec, epochs, batch, monkeypatch, masks)
+    batched, state = batched_history(settings, x, y, spec, epochs, batch, monkeypatch, masks, path)
     reference, model = litfnn_history(settings, x, y, spec, epochs, batch, masks)
     assert not masks  # every recorded mask was used once, in the same order
     assert batched == pytest.approx(reference, abs=2e-5)
-    linears = [m for m in model.net.net if isinstance(m, nn.Linear)]
-    for layer, (w, b) in zip(linears, layers, strict=True):
-        torch.testing.assert_close(w, layer.weight.detach(), atol=5e-5, rtol=1e-4)
-        torch.testing.assert_close(b, layer.bias.detach(), atol=5e-5, rtol=1e-4)
+    expected = model.net.state_dict()
+    assert set(state) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(state[key].to(value.dtype), value, atol=5e-5, rtol=1e-4, msg=key)
+
+
+TWO_LAYER = {"class_path": "tests.test_models.TwoLayer", "init_args": {"width": 6}}
+ARCHITECTURES = {  # every architecture option, and an injected net
+    "plain": {}, "batch_norm": {"norm": "batch"}, "layer_norm": {"norm": "layer"}, "residual": {"residual": True},
+    "residual_batch_norm": {"residual": True, "norm": "batch", "hidden_sizes": [7, 7, 5]},
+    "gelu": {"activation": "gelu"}, "injected": {"net": TWO_LAYER, "activation": "relu", "hidden_sizes": [64, 64], "leaky_relu_alpha": 0.01},
+}
+
+
+@pytest.mark.parametrize("path", ["fast", "generic"])
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_every_architecture_trains_alike_in_both_engines_and_paths(monkeypatch, name, path):
+    """Dropout, L2, L1 and clipping on; BatchNorm's running statistics and eval mode included."""
+    settings = {"activation": "tanh", "loss": "cross_entropy", "optimizer": "adam", "lr": 0.02, "dropout": 0.25,
+                "weight_decay": 0.05, "l1": 0.002, "gradient_clip_val": 0.5, **ARCHITECTURES[name]}
+    arch = hparams.split(settings)[0]
+    if path == "fast" and not fast_path(arch):
+        with pytest.raises(ConfigError, match="the batched fast path has no kernel"):
+            assert_engines_agree(monkeypatch, 3, settings, path=path)
+        return
+    assert_engines_agree(monkeypatch, 3, settings, path=path)
+
+
+def test_a_batch_of_one_row_is_skipped_alike_with_batch_norm(monkeypatch):
+    """33 training rows in batches of 8: BatchNorm cannot normalise the last row alone; neither engine trains on it."""
+    with pytest.warns(UserWarning, match="a training batch of one row is skipped"):
+        assert_engines_agree(monkeypatch, 3, {"activation": "relu", "loss": "cross_entropy", "optimizer": "adam",
+                                              "lr": 0.02, "norm": "batch", "dropout": 0.25}, train_rows=33)
 
 
 @pytest.mark.parametrize("optimizer", BATCHED_OPTIMIZERS)
@@ -129,7 +165,7 @@ def test_one_batched_model_trains_as_litfnn(monkeypatch, activation, loss, optim
     """Same initial weights and batch order, injected dropout masks; L2, L1, clipping and a leaky slope on."""
     settings = {"activation": activation, "loss": loss, "optimizer": optimizer, "lr": 0.02, "dropout": 0.25,
                 "weight_decay": 0.05, "l1": 0.002, "gradient_clip_val": 0.5}
-    assert_engines_agree(monkeypatch, 3, settings)
+    assert_engines_agree(monkeypatch, 3, settings, path="fast")
 
 
 @pytest.mark.parametrize("loss", CLASSIFICATION_LOSSES)
@@ -174,8 +210,8 @@ def test_the_leaky_slope_changes_the_network():
     a = LitFNN(input_dim=3, hidden_sizes=[4], activation="leaky_relu", leaky_relu_alpha=0.3)
     torch.manual_seed(0)
     b = LitFNN(input_dim=3, hidden_sizes=[4], activation="leaky_relu", leaky_relu_alpha=0.01)
-    linear = a.net.net[0]
-    torch.testing.assert_close(a.net.net[1](linear(x)), nn.functional.leaky_relu(linear(x), 0.3))
+    linear = a.net.blocks[0].linear
+    torch.testing.assert_close(a.net.blocks[0].activation(linear(x)), nn.functional.leaky_relu(linear(x), 0.3))
     assert not torch.allclose(a(x), b(x))
 
 
@@ -185,11 +221,16 @@ def test_every_litfnn_hyperparameter_is_classified_for_the_batched_engine():
 
 
 @pytest.mark.parametrize("activation", LITFNN_ONLY_ACTIVATIONS)
-def test_activations_without_a_batched_form_are_refused_by_the_batched_engine(activation):
+def test_activations_without_a_kernel_are_refused_by_the_fast_path_and_trained_by_the_generic_one(activation):
     with pytest.raises(ConfigError, match=f"the batched engine cannot train activation '{activation}'"):
         batched_activation(activation)
     with pytest.raises(ConfigError, match=f"cannot train activation '{activation}'"):
         BatchedMLP.from_modules([LitFNN(input_dim=3, activation=activation).net], activation)
+    x, y = data(2)
+    rows = torch.arange(len(y))
+    result = fit_group(x[None], y, [ModelSpec(train_rows=rows[:36], val_rows=rows[36:], lr=0.05, seed=0)], [8], 2,
+                       activation=activation, max_epochs=20)
+    assert result.history[0][-1]["train/loss"] < 0.7 * result.history[0][0]["train/loss"]
 
 
 @pytest.mark.parametrize("activation", LITFNN_ONLY_ACTIVATIONS)
@@ -235,7 +276,7 @@ def test_no_model_stepping_in_a_step_is_not_a_crash():
     rows = torch.arange(90)
     specs = [ModelSpec(train_rows=rows[:64], val_rows=rows[64:], lr=lr, weight_decay=0.01, l1=0.001, seed=s)
              for s, lr in ((0, 5.0), (1, 1e-3))]  # the first diverges and stops at once
-    result = fit_group(x, y, specs, [6], 3, batch_size=[8, 32], max_epochs=6, patience=1)
+    result = fit_group(x, y, specs, [6], 3, batch_size=[8, 32], max_epochs=6, stopping=Stopping(patience=1))
     assert result.epochs[0] < result.epochs[1] == 6
 
 
@@ -268,11 +309,15 @@ def test_keep_best_returns_the_parameters_of_the_best_epoch():
     x, y = torch.randn(1, 120, 4), torch.randint(0, 3, (120,))
     rows = torch.arange(120)
     spec = ModelSpec(train_rows=rows[:90], val_rows=rows[90:], lr=0.05, seed=1)
-    best = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=30, keep_best=True)
-    again = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=best.best_epoch[0])
-    last = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=30)
-    for (w, b), (w2, b2), (w3, _) in zip(best.layers[0], again.layers[0], last.layers[0], strict=True):
-        assert torch.equal(w, w2) and torch.equal(b, b2) and not torch.equal(w, w3)
+    for options in ({}, {"norm": "batch"}):  # with BatchNorm, its running statistics of that epoch too
+        best = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=30, stopping=Stopping(keep_best=True),
+                         **options)
+        again = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=best.best_epoch[0], **options)
+        last = fit_group(x, y, [spec], [32], 3, batch_size=8, max_epochs=30, **options)
+        assert best.best_epoch[0] < 30 and set(best.states[0]) == set(again.states[0])
+        for key, value in best.states[0].items():
+            assert torch.equal(value, again.states[0][key]), key
+        assert not torch.equal(best.states[0]["head.weight"], last.states[0]["head.weight"])
 
 
 @pytest.mark.parametrize("params", [

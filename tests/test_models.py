@@ -8,7 +8,7 @@ from torch import nn
 from lit_basics.data.batching import TensorBatchLoader
 from lit_basics.errors import ConfigError
 from lit_basics.models import ACTIVATIONS, FNN, LOSSES, OPTIMIZERS, LitFNN, make_activation
-from lit_basics.models.fnn import INITS
+from lit_basics.models.fnn import INITS, weight_matrices
 from lit_basics.models.losses import make_loss
 from lit_basics.models.optimizers import make_optimizer, parameter_groups
 
@@ -17,7 +17,7 @@ def test_fnn_matches_hand_built_sequential():
     torch.manual_seed(0)
     fnn = FNN(4, [8, 6], 3, activation="tanh")
     reference = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 3))
-    reference.load_state_dict({k.removeprefix("net."): v for k, v in fnn.state_dict().items()})
+    reference.load_state_dict(dict(zip(reference.state_dict(), fnn.state_dict().values(), strict=True)))
     x = torch.randn(5, 4)
     torch.testing.assert_close(fnn(x), reference(x))
 
@@ -25,8 +25,8 @@ def test_fnn_matches_hand_built_sequential():
 @pytest.mark.parametrize("depth", [1, 2, 5])
 def test_fnn_depth_is_the_length_of_hidden_sizes(depth):
     fnn = FNN(3, [7] * depth, 2, dropout=0.3)
-    assert len(fnn.weights()) == depth + 1
-    assert sum(isinstance(m, nn.Dropout) for m in fnn.net) == depth
+    assert len(weight_matrices(fnn)) == len(fnn.linears()) == depth + 1
+    assert sum(isinstance(m, nn.Dropout) for m in fnn.modules()) == depth
 
 
 def test_leaky_relu_uses_alpha():
@@ -63,7 +63,7 @@ def test_bad_arguments_raise_a_value_error_naming_the_value(kwargs, message):
 def test_weight_initialisations_draw_from_their_ranges(init, activation):
     torch.manual_seed(0)
     net = FNN(200, [300], 100, activation=activation, init=init)
-    for layer in (m for m in net.net if isinstance(m, nn.Linear)):
+    for layer in net.linears():
         fan_in, fan_out = layer.in_features, layer.out_features
         if init == "glorot":  # scikit-learn's: sqrt(6 / (fan_in + fan_out)), sqrt(2 / ...) for sigmoid
             bound = ((2.0 if activation == "sigmoid" else 6.0) / (fan_in + fan_out)) ** 0.5
@@ -139,7 +139,7 @@ def _fit_weight_norm(**kwargs) -> tuple[float, float]:
     trainer = L.Trainer(max_epochs=15, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
     trainer.fit(model, MoonsDataModule(n_samples=300))
-    weights = torch.cat([w.detach().flatten() for w in model.net.weights()])
+    weights = torch.cat([w.detach().flatten() for w in weight_matrices(model.net)])
     return float(weights.norm()), float((weights.abs() < 1e-3).float().mean())
 
 
@@ -181,3 +181,82 @@ def test_classification_scores_equal_torchmetrics_accuracy_and_f1(num_classes):
     ours.reset()
     ours.update(torch.tensor([1, 1]), torch.tensor([1, 1]))
     assert float(ours.compute()["val/acc"]) == 1.0  # reset forgot the batches before
+
+
+def test_norm_and_residual_match_a_hand_built_network():
+    torch.manual_seed(0)
+    fnn = FNN(4, [8, 8, 6], 3, activation="tanh", norm="batch", residual=True)
+    blocks = [(nn.Linear(4, 8, bias=False), nn.BatchNorm1d(8), nn.Linear(4, 8, bias=False)),
+              (nn.Linear(8, 8, bias=False), nn.BatchNorm1d(8), nn.Identity()),
+              (nn.Linear(8, 6, bias=False), nn.BatchNorm1d(6), nn.Linear(8, 6, bias=False))]
+    head = nn.Linear(6, 3)
+    reference = nn.ModuleList([*(nn.ModuleList(b) for b in blocks), head])
+    reference.load_state_dict(dict(zip(reference.state_dict(), fnn.state_dict().values(), strict=True)))
+
+    def forward(x):
+        for linear, norm, skip in reference[:-1]:
+            x = torch.tanh(norm(linear(x))) + skip(x)
+        return reference[-1](x)
+
+    x = torch.randn(5, 4)
+    for mode in (True, False):  # batch statistics in training, running statistics in evaluation
+        fnn.train(mode)
+        reference.train(mode)
+        torch.testing.assert_close(fnn(x), forward(x))
+    layer = FNN(4, [8], 2, norm="layer")
+    assert isinstance(layer.blocks[0].norm, nn.LayerNorm) and layer.blocks[0].skip is None
+
+
+class TwoLayer(nn.Module):
+    """An injected network: what a researcher writes (tests/test_models.py::TwoLayer)."""
+
+    def __init__(self, input_dim: int, output_dim: int, width: int = 16, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(input_dim, width), nn.SiLU(), nn.Dropout(dropout))
+        self.out = nn.Linear(width, output_dim)
+
+    def forward(self, x):
+        return self.out(self.body(x))
+
+
+def test_an_injected_net_is_built_with_linked_sizes_and_the_fields_it_takes():
+    net = {"class_path": "tests.test_models.TwoLayer", "init_args": {"width": 5}}
+    model = LitFNN(input_dim=4, num_classes=3, net=net, dropout=0.25)
+    assert isinstance(model.net, TwoLayer) and model.net.out.out_features == 3
+    assert model.net.body[0].in_features == 4 and model.net.body[2].p == 0.25  # dropout reached it
+    assert model.hparams.net == net  # recorded in checkpoints as plain values
+    assert len(weight_matrices(model.net)) == 2
+    _train_one_step(model)
+
+
+@pytest.mark.parametrize(("net", "kwargs", "message"), [
+    ({"class_path": "tests.test_models.TwoLayer"}, {"norm": "batch"},
+     "model.norm='batch' has no effect on net tests.test_models.TwoLayer"),
+    ({"class_path": "tests.test_models.Missing"}, {}, "net class_path 'tests.test_models.Missing' cannot be imported"),
+    ({"class_path": "torch.nn.Linear"}, {}, "must take input_dim and output_dim"),
+    ({"path": "x.Y"}, {}, "must be {class_path: package.module.Class"),
+])
+def test_an_injected_net_that_cannot_take_the_settings_is_refused(net, kwargs, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        LitFNN(input_dim=4, num_classes=3, net=net, **kwargs)
+    assert message in str(info.value)
+
+
+def test_litfnn_arguments_are_the_schema_fields():
+    import inspect
+    from dataclasses import fields
+
+    from lit_basics.models import hparams
+
+    signature = inspect.signature(LitFNN.__init__).parameters
+    schema = {f.name: f.default if f.default is not dataclasses_missing() else f.default_factory()
+              for cls in hparams.SCHEMA for f in fields(cls)}
+    ours = {k: v.default for k, v in signature.items() if k not in ("self", *hparams.DATA_LINKED)}
+    assert set(ours) == set(schema)
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in ours.items()} == schema
+
+
+def dataclasses_missing():
+    from dataclasses import MISSING
+
+    return MISSING

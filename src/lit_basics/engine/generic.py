@@ -1,8 +1,8 @@
 """The batched engine's generic path: M copies of any nn.Module trained as one program.
 
 torch's model-ensembling recipe: the models' parameters are stacked (here as views of one (M, P) tensor,
-the layout the batched optimizer steps), the forward is `vmap` over `functional_call` of one template
-module, and autograd differentiates the vmapped forward, each model's gradient landing in its own row
+the layout the batched optimizer steps), the forward is `vmap` over a functional call of one template
+module (its tensors swapped for the model's, as torch.func.functional_call does), and autograd differentiates the vmapped forward, each model's gradient landing in its own row
 (autograd on the stacked parameters measured faster than `vmap(grad(...))` for these small networks, and
 it lets the loss's closed-form logit gradient start the backward pass as on the fast path).
 Two kinds of layer are swapped in the template for versions that read per-model inputs:
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state, vmap
 
 from lit_basics.engine.dropout import DropoutMasks
 from lit_basics.errors import ConfigError
@@ -144,6 +144,28 @@ class StackedModules:
                                   [widths] * m, flat.device)
         self._bind(flat)
         self._logits: torch.Tensor | None = None
+        self._slots = self._slot_list()
+        self._vmapped = vmap(self._call_template)
+
+    def _slot_list(self) -> list[tuple[dict, str]]:
+        """Where each tensor the forward reads lives in the template: (its module's _parameters or _buffers, name),
+        parameters first in `names` order, then buffers, dropout factors and row masks."""
+        def slot(path: str, kind: str) -> tuple[dict, str]:
+            parent, _, name = path.rpartition(".")
+            module = self.template.get_submodule(parent) if parent else self.template
+            return getattr(module, kind), name
+
+        names = [*((n, "_parameters") for n in self.names), *((n, "_buffers") for n in self.buffers),
+                 *((f"{s}.scale", "_buffers") for s in self.dropout_sites),
+                 *((f"{s}.row_mask", "_buffers") for s in self.norm_sites)]
+        return [slot(n, kind) for n, kind in names]
+
+    def _call_template(self, tensors: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
+        """The template's forward on one model's tensors (inside vmap): functional_call's swap, without its
+        per-call bookkeeping (a step's overhead matters for networks this small)."""
+        for (where, name), tensor in zip(self._slots, tensors, strict=False):
+            where[name] = tensor
+        return self.template(x)
 
     @staticmethod
     def _dropout_widths(module: nn.Module, sites: list[str]) -> list[int]:
@@ -169,16 +191,15 @@ class StackedModules:
         return [widths[s] for s in sites]
 
     def _bind(self, flat: torch.Tensor) -> None:
+        """`flat` (M, P) holds every parameter; each is an (M, *shape) view of it, made once with autograd on
+        (so the gradient of each lands in flat's row of its model) and reused by every step."""
         self.flat = flat.detach().requires_grad_(True)
         self.grad = torch.zeros_like(flat)
-
-    def _params(self) -> dict[str, torch.Tensor]:
-        """Each parameter as an (M, *shape) view of `flat` (autograd then sums into flat's gradient)."""
-        out, start, m = {}, 0, self.flat.shape[0]
-        for name, size, shape in zip(self.names, self.sizes, self.shapes, strict=True):
-            out[name] = self.flat[:, start : start + size].view(m, *shape)
-            start += size
-        return out
+        self._views, start, m = [], 0, self.flat.shape[0]
+        with torch.enable_grad():
+            for size, shape in zip(self.sizes, self.shapes, strict=True):
+                self._views.append(self.flat[:, start : start + size].view(m, *shape))
+                start += size
 
     @property
     def dropping(self) -> bool:
@@ -192,18 +213,19 @@ class StackedModules:
         """x: (M, batch, input_dim) -> (M, batch, output_dim) logits; `row_mask` (M, batch): real rows, for
         BatchNorm's statistics (all rows when None)."""
         self.template.train(train)
-        inputs: dict[str, torch.Tensor] = dict(self.buffers)
+        tensors = [*self._views, *self.buffers.values()]
         if train:
-            for i, site in enumerate(self.dropout_sites):
-                width = self.masks.widths[0][i] if self.masks.widths else 0
-                inputs[f"{site}.scale"] = self.masks.scale(i, torch.Size((x.shape[0], x.shape[1], width)), rows)
-            mask = x.new_ones(x.shape[:2]) if row_mask is None else row_mask.to(x.dtype)
-            inputs.update({f"{site}.row_mask": mask for site in self.norm_sites})
-        with torch.set_grad_enabled(train):
-            params = self._params() if train else {k: v.detach() for k, v in self._params().items()}
-            logits = vmap(lambda p, b, xb: functional_call(self.template, (p, b), (xb,)))(params, inputs, x)
-        self._logits = logits if train else None
-        return logits if train else logits.detach()
+            shape = (x.shape[0], x.shape[1])
+            tensors += [self.masks.scale(i, torch.Size((*shape, width)), rows)
+                        for i, width in enumerate(self.masks.widths[0] if self.dropout_sites else [])]
+            mask = x.new_ones(shape) if row_mask is None else row_mask.to(x.dtype)
+            tensors += [mask] * len(self.norm_sites)
+            with torch.enable_grad():
+                self._logits = self._vmapped(tuple(tensors), x)
+            return self._logits
+        self._logits = None
+        tensors = [t.detach() for t in tensors]
+        return self._vmapped(tuple(tensors), x)
 
     def backward(self, d_output: torch.Tensor, accumulate: bool = False) -> None:
         """`grad` = d loss / d parameters (`grad` += it, with `accumulate`) from d_output = d loss / d logits."""

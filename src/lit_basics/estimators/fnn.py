@@ -185,7 +185,8 @@ class FNNEstimator(BaseEstimator):
         self.module_ = module.double().eval()
         linears = self.module_.linears() if hasattr(self.module_, "linears") else []
         self.coefs_ = [_numpy(layer.weight).T.copy() for layer in linears]  # (fan_in, fan_out), as MLPClassifier
-        self.intercepts_ = [_numpy(layer.bias).copy() for layer in linears]
+        self.intercepts_ = [np.zeros(layer.out_features) if layer.bias is None else _numpy(layer.bias).copy()
+                            for layer in linears]
         self.n_layers_ = len(linears) + 1
         self.n_outputs_ = self.coefs_[-1].shape[1]
         self.loss_curve_ = [row["train/loss"] for row in history]

@@ -51,12 +51,13 @@ assert set(NORM_LAYERS) == set(NORMS)
 
 
 class HiddenBlock(nn.Module):
-    """Linear -> norm -> activation -> dropout; with `residual`, plus a skip (identity, or a bias-free
+    """Linear (no bias before BatchNorm) -> norm -> activation -> dropout; with `residual`, plus a skip (identity, or a bias-free
     projection where the widths differ)."""
 
     def __init__(self, fan_in: int, fan_out: int, arch: Architecture) -> None:
         super().__init__()
-        self.linear = nn.Linear(fan_in, fan_out)
+        # a bias before BatchNorm is removed by its mean: without a gradient, Adam would move it by noise
+        self.linear = nn.Linear(fan_in, fan_out, bias=arch.norm != "batch")
         norm = NORM_LAYERS[arch.norm]
         self.norm = norm(fan_out) if norm is not None else nn.Identity()
         self.activation = make_activation(arch.activation, alpha=arch.leaky_relu_alpha)

@@ -37,7 +37,7 @@ def _kind(kind: str, default: Any = MISSING, **kwargs: Any) -> Any:
 
 def _non_negative(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigError(f"{name}={value!r} must be a number >= 0")
+        raise ConfigError(f"{name}={value!r} must be >= 0")
 
 
 def check_hidden_sizes(hidden_sizes: Any) -> list[int]:
