@@ -11,7 +11,8 @@ TINY = {"hidden_layer_sizes": (16,), "max_iter": 20, "learning_rate_init": 0.02,
         "random_state": 0, "device": "cpu"}
 
 
-@parametrize_with_checks([FNNClassifier(**TINY), FNNRegressor(**TINY)])
+@parametrize_with_checks([FNNClassifier(**TINY), FNNRegressor(**TINY),
+                          FNNClassifier(**TINY, norm="batch", residual=True), FNNRegressor(**TINY, norm="layer")])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -117,7 +118,8 @@ def test_pipeline_with_column_transformer_composes_with_sklearn_tools():
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ({"activation": "gelu"}, "cannot train activation 'gelu'"),
+    ({"norm": "group"}, "unknown norm 'group'; allowed: batch, layer, none"),
+    ({"residual": "yes"}, "residual='yes' must be true or false"),
     ({"activation": "swish"}, "unknown activation 'swish'; allowed:"),
     ({"solver": "lbfgs"}, "unknown optimizer 'lbfgs'; allowed:"),
     ({"loss": "hinge"}, None),
@@ -192,7 +194,7 @@ def test_to_config_builds_the_estimators_network_with_its_initial_weights(workdi
     clf = FNNClassifier((16, 8), learning_rate_init=1e-12, max_iter=1, solver="sgd", random_state=3).fit(X, y)
     (workdir / "fnn.yaml").write_text(yaml.safe_dump(clf.to_config()))
     model = check_args("bridge", ["--config", config("iris"), "--config", "fnn.yaml"]).model
-    linears = [m for m in model.net.net if isinstance(m, torch.nn.Linear)]
+    linears = model.net.linears()
     assert len(linears) == len(clf.coefs_)
     for layer, w, b in zip(linears, clf.coefs_, clf.intercepts_, strict=True):  # an lr of 1e-12 moved nothing
         np.testing.assert_allclose(layer.weight.detach().numpy().T, w, atol=1e-6)
@@ -231,3 +233,21 @@ def test_a_diverging_fit_raises_as_mlpclassifier_does():
     with pytest.raises(ValueError, match=r"candidate .*1000000000000.0.* on fold 0: training diverged"):
         FNNSearchCV(FNNClassifier(**{**IRIS_FNN, "solver": "sgd"}), {"learning_rate_init": [0.01, 1e12]}, cv=2,
                     n_jobs=1).fit(X, y)
+
+
+@pytest.mark.parametrize("params", [{"activation": "gelu"}, {"norm": "batch", "residual": True},
+                                    {"norm": "layer", "hidden_layer_sizes": (8, 8)}])
+def test_every_architecture_fits_and_predicts_through_the_network_litfnn_builds(params):
+    """The estimator's predictions are its module_'s forward: the FNN built from the same architecture."""
+    from sklearn.datasets import load_iris
+
+    from lit_basics.models.fnn import FNN
+
+    X, y = load_iris(return_X_y=True)
+    clf = FNNClassifier(**{**IRIS_FNN, "max_iter": 60, **params}).fit(X, y)
+    assert isinstance(clf.module_, FNN) and clf.score(X, y) > 0.8
+    arch = clf.module_.architecture
+    assert (arch.norm, arch.residual, arch.activation) == (clf.norm, clf.residual, clf.activation)
+    with torch.no_grad():
+        logits = clf.module_(torch.as_tensor(X, dtype=torch.float64))
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[logits.argmax(1).numpy()])
