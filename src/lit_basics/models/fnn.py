@@ -4,6 +4,8 @@ network from an `Architecture`: the built-in FNN or an injected nn.Module (`mode
 import importlib
 import inspect
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -118,6 +120,8 @@ def weight_matrices(net: nn.Module) -> list[torch.Tensor]:
 def import_network(class_path: str) -> type[nn.Module]:
     """The nn.Module class at `class_path` (package.module.Class), or a one-line ConfigError."""
     module_name, _, name = class_path.rpartition(".")
+    if os.getcwd() not in sys.path:  # a user's own module in the directory the command runs in, as `python -m`
+        sys.path.append(os.getcwd())
     try:
         cls = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as err:
