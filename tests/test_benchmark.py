@@ -26,3 +26,9 @@ def test_estimator_comparison_times_fnnclassifier_against_mlpclassifier():
     key = "estimator_vs_mlpclassifier_digits"
     assert out[key] == out[f"{key}_ours_s"] / out[f"{key}_reference_s"]
     assert 0.1 < out["estimator_acc_digits"] <= 1 and 0.1 < out["mlpclassifier_acc_digits"] <= 1
+
+
+def test_generic_vs_fast_trains_the_same_models_on_both_paths():
+    out = benchmark.generic_vs_fast(epochs=1, folds=2, repeats=1)
+    assert out["generic_vs_fast_batched_digits"] == out["generic_batched_ours_s"] / out["generic_batched_reference_s"]
+    assert out["generic_vs_fast_first_epoch_val_loss_difference"] < 1e-4

@@ -13,12 +13,13 @@ from typing import Any
 import torch
 
 from lit_basics.benchmark.fits import REPO, SyntheticMNIST, lightning_fit, plain_loop, ratio, seconds
-from lit_basics.benchmark.searches import GRID, batched_speedup, cv_comparison
+from lit_basics.benchmark.searches import GRID, batched_speedup, cv_comparison, generic_vs_fast
 from lit_basics.benchmark.versus_sklearn import estimator_comparison, sklearn_comparison
 from lit_basics.data import DigitsDataModule
 from lit_basics.engine.runtime import machine_description
 
-__all__ = ["GRID", "TARGETS", "batched_speedup", "cv_comparison", "estimator_comparison", "main", "run", "table"]
+__all__ = ["GRID", "TARGETS", "batched_speedup", "cv_comparison", "estimator_comparison", "generic_vs_fast", "main",
+           "run", "table"]
 
 def command_seconds(args: list[str], repeats: int) -> float:
     return min(seconds(lambda: subprocess.run(args, check=True, capture_output=True, cwd=REPO))
@@ -71,6 +72,7 @@ def run(repeats: int = 3, threads: int = 1, quick: bool = False) -> dict[str, An
     results["peak_rss_mb_digits_fit"] = peak_rss_mb(epochs)
     results |= batched_speedup(4 if quick else 24, epochs, repeats=1 if quick else 2)
     results |= cv_comparison(2 if quick else 30, repeats=1 if quick else 2)
+    results |= generic_vs_fast(2 if quick else 30, repeats=1 if quick else 2)
     results["device"] = machine_description()
     results["torch_threads"] = torch.get_num_threads()
     results["repeats"] = repeats
@@ -86,6 +88,7 @@ TARGETS = {
     "cv_speedup_vs_sklearn": (">=", 4.0),
     "estimator_vs_mlpclassifier_digits": ("<=", 0.6),
     "searchcv_vs_gridsearchcv": (">=", 4.0),
+    "generic_vs_fast_batched_digits": ("<=", 2.0),
 }
 
 

@@ -1,5 +1,9 @@
 """The batched engine's generic path: M copies of any nn.Module trained as one program.
 
+Networks made of known layers (the built-in FNN with any norm, residual or activation) run their own forward
+on stacked inputs with each layer in its stacked form (engine/stacked_layers.py); any other module runs
+through vmap, as below. Both are differentiated by autograd, and share the (M, P) layout and everything else.
+
 torch's model-ensembling recipe: the models' parameters are stacked (here as views of one (M, P) tensor,
 the layout the batched optimizer steps), the forward is `vmap` over a functional call of one template
 module (its tensors swapped for the model's, as torch.func.functional_call does), and autograd differentiates the vmapped forward, each model's gradient landing in its own row
@@ -14,13 +18,15 @@ with one line naming it before any training.
 """
 
 import copy
+import math
 from typing import Any
 
 import torch
 from torch import nn
-from torch.func import stack_module_state, vmap
+from torch.func import vmap
 
 from lit_basics.engine.dropout import DropoutMasks
+from lit_basics.engine.stacked_layers import leading_dim_safe, stacked_copy
 from lit_basics.errors import ConfigError
 
 
@@ -120,28 +126,24 @@ class StackedModules:
     def __init__(self, modules: list[nn.Module], template: nn.Module) -> None:
         shapes = {k: v.shape for k, v in template.state_dict().items()}
         self.own_shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in modules]
-        padded = []
-        for module in modules:
-            clone = copy.deepcopy(template)
-            clone.load_state_dict({k: _pad_to(v.detach(), shapes[k]) for k, v in module.state_dict().items()})
-            padded.append(clone)
-        self.template, dropout_sites, self.norm_sites = _template(template)
+        states = [{k: _pad_to(v.detach(), shapes[k]) for k, v in m.state_dict().items()} for m in modules]
+        widths = self._dropout_widths(template, [n for n, c in template.named_modules() if isinstance(c, nn.Dropout)])
+        self.stacked, self.stacked_layers = stacked_copy(template) if leading_dim_safe(template) else (None, {})
+        self.template, self.dropout_sites, self.norm_sites = _template(template)
         self.template = self.template.to("meta")
-        params, buffers = stack_module_state([_template(m)[0] for m in padded])
-        self.names = list(params)
-        self.shapes = [params[k].shape[1:] for k in self.names]
-        self.sizes = [params[k][0].numel() for k in self.names]
         m = len(modules)
-        flat = torch.cat([params[k].detach().reshape(m, -1) for k in self.names], 1)
-        self.buffers = {k: v.detach().clone() for k, v in buffers.items() if not k.endswith((".scale", ".row_mask"))
-                        and k.rpartition(".")[0] not in dropout_sites}
+        self.names = [name for name, _ in self.template.named_parameters()]
+        self.shapes = [shapes[k] for k in self.names]
+        self.sizes = [math.prod(s) for s in self.shapes]
+        flat = torch.cat([torch.stack([s[k] for s in states]).reshape(m, -1) for k in self.names], 1)
+        persistent = [k for k in shapes if k not in self.names]  # running statistics and other buffers
+        self.buffers = {k: torch.stack([s[k] for s in states]) for k in persistent}
         self.weight_mask = torch.cat([torch.full((1, n), float(len(s) > 1)) for n, s in zip(self.sizes, self.shapes,
                                                                                             strict=True)], 1)
         self.param_mask = None
-        widths = self._dropout_widths(padded[0], dropout_sites)
-        self.dropout_sites = dropout_sites
-        self.masks = DropoutMasks([[_dropout_p(mod, s) for s in dropout_sites] for mod in modules],
+        self.masks = DropoutMasks([[_dropout_p(mod, s) for s in self.dropout_sites] for mod in modules],
                                   [widths] * m, flat.device)
+        self._mode: bool | None = None
         self._bind(flat)
         self._logits: torch.Tensor | None = None
         self._slots = self._slot_list()
@@ -178,6 +180,8 @@ class StackedModules:
             return hook
 
         hooks = [module.get_submodule(s).register_forward_hook(record(s)) for s in sites]
+        if not sites:
+            return []
         first = next(p for p in module.parameters())
         was = module.training
         module.eval()
@@ -191,15 +195,21 @@ class StackedModules:
         return [widths[s] for s in sites]
 
     def _bind(self, flat: torch.Tensor) -> None:
-        """`flat` (M, P) holds every parameter; each is an (M, *shape) view of it, made once with autograd on
-        (so the gradient of each lands in flat's row of its model) and reused by every step."""
-        self.flat = flat.detach().requires_grad_(True)
+        """`flat` (M, P) holds every parameter; each is an (M, *shape) view of it, made a leaf of autograd (so
+        the gradient of each comes out per parameter and is copied once into `grad`, instead of autograd summing
+        one (M, P) gradient per parameter into flat's)."""
+        self.flat = flat.detach()
         self.grad = torch.zeros_like(flat)
-        self._views, start, m = [], 0, self.flat.shape[0]
-        with torch.enable_grad():
+        self._views, self._grad_views, start, m = [], [], 0, self.flat.shape[0]
+        with torch.no_grad():
             for size, shape in zip(self.sizes, self.shapes, strict=True):
-                self._views.append(self.flat[:, start : start + size].view(m, *shape))
+                self._views.append(self.flat[:, start : start + size].view(m, *shape).requires_grad_(True))
+                self._grad_views.append(self.grad[:, start : start + size].view(m, *shape))
                 start += size
+        for name, tensor in [*zip(self.names, self._views, strict=True), *self.buffers.items()]:
+            path, _, attr = name.rpartition(".")
+            if path in self.stacked_layers:
+                setattr(self.stacked_layers[path], attr, tensor)
 
     @property
     def dropping(self) -> bool:
@@ -212,7 +222,13 @@ class StackedModules:
                  row_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (M, batch, input_dim) -> (M, batch, output_dim) logits; `row_mask` (M, batch): real rows, for
         BatchNorm's statistics (all rows when None)."""
-        self.template.train(train)
+        if self._mode != train:  # train() walks every module: once per change of mode, not per step
+            self.template.train(train)
+            if self.stacked is not None:
+                self.stacked.train(train)
+            self._mode = train
+        if self.stacked is not None:
+            return self._stacked_call(x, train, rows, row_mask)
         tensors = [*self._views, *self.buffers.values()]
         if train:
             shape = (x.shape[0], x.shape[1])
@@ -227,16 +243,36 @@ class StackedModules:
         tensors = [t.detach() for t in tensors]
         return self._vmapped(tuple(tensors), x)
 
+    def _stacked_call(self, x: torch.Tensor, train: bool, rows: Any, row_mask: torch.Tensor | None) -> torch.Tensor:
+        """The network's own forward on (M, batch, features), its layers in their stacked forms."""
+        if not train:
+            with torch.no_grad():
+                self._logits = None
+                return self.stacked(x)
+        for i, site in enumerate(self.dropout_sites):
+            width = self.masks.widths[0][i]
+            self.stacked_layers[site].scale = self.masks.scale(i, torch.Size((x.shape[0], x.shape[1], width)), rows)
+        mask = x.new_ones(x.shape[:2]) if row_mask is None else row_mask.to(x.dtype)
+        for site in self.norm_sites:
+            self.stacked_layers[site].row_mask = mask
+        with torch.enable_grad():
+            self._logits = self.stacked(x)
+        return self._logits
+
     def backward(self, d_output: torch.Tensor, accumulate: bool = False) -> None:
         """`grad` = d loss / d parameters (`grad` += it, with `accumulate`) from d_output = d loss / d logits."""
         if self._logits is None:
             raise RuntimeError("backward needs a forward call with train=True first")
         logits, self._logits = self._logits, None
-        (grad,) = torch.autograd.grad(logits, self.flat, d_output)
-        if accumulate:
-            self.grad.add_(grad)
-        else:
-            self.grad.copy_(grad)
+        grads = torch.autograd.grad(logits, self._views, d_output, allow_unused=True)
+        for into, grad in zip(self._grad_views, grads, strict=True):
+            if grad is None:  # a parameter the forward does not use
+                if not accumulate:
+                    into.zero_()
+            elif accumulate:
+                into.add_(grad)
+            else:
+                into.copy_(grad)
 
     def zero_grad(self, rows: Any) -> None:
         if len(rows):
