@@ -18,8 +18,7 @@ from lit_basics.engine.batched import BatchedMLP, ModelSpec, fast_path
 from lit_basics.engine.batched_fit import Stopping, fit_group
 from lit_basics.engine.dropout import DropoutMasks
 from lit_basics.errors import ConfigError
-from lit_basics.models import LitFNN
-from lit_basics.models import hparams
+from lit_basics.models import LitFNN, hparams
 from lit_basics.models.activations import ACTIVATIONS, batched_activation
 from lit_basics.models.fnn import skips_single_row
 from lit_basics.models.losses import LOSSES
@@ -133,7 +132,8 @@ TWO_LAYER = {"class_path": "tests.test_models.TwoLayer", "init_args": {"width": 
 ARCHITECTURES = {  # every architecture option, and an injected net
     "plain": {}, "batch_norm": {"norm": "batch"}, "layer_norm": {"norm": "layer"}, "residual": {"residual": True},
     "residual_batch_norm": {"residual": True, "norm": "batch", "hidden_sizes": [7, 7, 5]},
-    "gelu": {"activation": "gelu"}, "injected": {"net": TWO_LAYER, "activation": "relu", "hidden_sizes": [64, 64], "leaky_relu_alpha": 0.01},
+    "gelu": {"activation": "gelu"},
+    "injected": {"net": TWO_LAYER, "activation": "relu", "hidden_sizes": [64, 64], "leaky_relu_alpha": 0.01},
 }
 
 

@@ -53,8 +53,8 @@ assert set(NORM_LAYERS) == set(NORMS)
 
 
 class HiddenBlock(nn.Module):
-    """Linear (no bias before BatchNorm) -> norm -> activation -> dropout; with `residual`, plus a skip (identity, or a bias-free
-    projection where the widths differ)."""
+    """Linear (no bias before BatchNorm) -> norm -> activation -> dropout; with `residual`, plus a skip
+    (identity, or a bias-free projection where the widths differ)."""
 
     def __init__(self, fan_in: int, fan_out: int, arch: Architecture) -> None:
         super().__init__()
