@@ -7,13 +7,13 @@ import torch.nn.functional as F
 from lit_basics.engine.batched import ALIGN, BatchedMLP, ModelSpec
 from lit_basics.engine.batched_fit import Stopping, fit_group
 from lit_basics.engine.batched_optimizer import BatchedOptimizer
-from lit_basics.models.activations import ACTIVATIONS
+from lit_basics.engine.kernels import ACTIVATION_KERNELS, OPTIMIZER_UPDATES
 from lit_basics.models.fnn import FNN
 from lit_basics.models.losses import LOSSES
-from lit_basics.models.optimizers import OPTIMIZERS, make_optimizer
+from lit_basics.models.optimizers import make_optimizer
 
-BATCHED_ACTIVATIONS = sorted(name for name, a in ACTIVATIONS.items() if a.batched)
-BATCHED_OPTIMIZERS = sorted(name for name, o in OPTIMIZERS.items() if o.batched)
+BATCHED_ACTIVATIONS = sorted(ACTIVATION_KERNELS)  # the fast path's
+BATCHED_OPTIMIZERS = sorted(OPTIMIZER_UPDATES)
 CLASSIFICATION_LOSSES = sorted(name for name, loss in LOSSES.items() if "classification" in loss.tasks)
 
 

@@ -17,16 +17,17 @@ from lit_basics.engine import hyperparameters
 from lit_basics.engine.batched import BatchedMLP, ModelSpec, fast_path
 from lit_basics.engine.batched_fit import Stopping, fit_group
 from lit_basics.engine.dropout import DropoutMasks
+from lit_basics.engine.kernels import ACTIVATION_KERNELS, OPTIMIZER_UPDATES, activation_kernel
 from lit_basics.errors import ConfigError
 from lit_basics.models import LitFNN, hparams
-from lit_basics.models.activations import ACTIVATIONS, batched_activation
+from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import skips_single_row
 from lit_basics.models.losses import LOSSES
 from lit_basics.models.optimizers import OPTIMIZERS, SCHEDULERS
 
-BATCHED_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if a.batched)
-LITFNN_ONLY_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if not a.batched)
-BATCHED_OPTIMIZERS = sorted(n for n, o in OPTIMIZERS.items() if o.batched)
+BATCHED_ACTIVATIONS = sorted(ACTIVATION_KERNELS)  # the fast path's
+GENERIC_ONLY_ACTIVATIONS = sorted(set(ACTIVATIONS) - set(ACTIVATION_KERNELS))
+BATCHED_OPTIMIZERS = sorted(OPTIMIZER_UPDATES)
 CLASSIFICATION_LOSSES = sorted(n for n, loss in LOSSES.items() if "classification" in loss.tasks)
 
 
@@ -220,10 +221,10 @@ def test_every_litfnn_hyperparameter_is_classified_for_the_batched_engine():
     assert arguments == set(hyperparameters.LITFNN_HYPERPARAMETERS)
 
 
-@pytest.mark.parametrize("activation", LITFNN_ONLY_ACTIVATIONS)
+@pytest.mark.parametrize("activation", GENERIC_ONLY_ACTIVATIONS)
 def test_activations_without_a_kernel_are_refused_by_the_fast_path_and_trained_by_the_generic_one(activation):
     with pytest.raises(ConfigError, match=f"the batched engine cannot train activation '{activation}'"):
-        batched_activation(activation)
+        activation_kernel(activation)
     with pytest.raises(ConfigError, match=f"cannot train activation '{activation}'"):
         BatchedMLP.from_modules([LitFNN(input_dim=3, activation=activation).net], activation)
     x, y = data(2)
@@ -233,7 +234,7 @@ def test_activations_without_a_kernel_are_refused_by_the_fast_path_and_trained_b
     assert result.history[0][-1]["train/loss"] < 0.7 * result.history[0][0]["train/loss"]
 
 
-@pytest.mark.parametrize("activation", LITFNN_ONLY_ACTIVATIONS)
+@pytest.mark.parametrize("activation", GENERIC_ONLY_ACTIVATIONS)
 def test_litfnn_trains_the_activations_the_batched_engine_lacks(activation):
     L.seed_everything(0)
     x, y = data(2)

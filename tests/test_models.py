@@ -219,6 +219,17 @@ class TwoLayer(nn.Module):
         return self.out(self.body(x))
 
 
+class DataDependent(nn.Module):
+    """An injected network whose forward branches on its data: vmap cannot batch it."""
+
+    def __init__(self, input_dim: int, output_dim: int) -> None:
+        super().__init__()
+        self.out = nn.Linear(input_dim, output_dim)
+
+    def forward(self, x):
+        return self.out(x) if x.sum() > 0 else -self.out(x)
+
+
 def test_an_injected_net_is_built_with_linked_sizes_and_the_fields_it_takes():
     net = {"class_path": "tests.test_models.TwoLayer", "init_args": {"width": 5}}
     model = LitFNN(input_dim=4, num_classes=3, net=net, dropout=0.25)

@@ -55,7 +55,8 @@ def bad_files(workdir, iris_run) -> Path:
     (tmp / "lowhigh.yaml").write_text(search.replace("grid", "random") + "n_trials: 2\nspace:\n"
                                       "  model.lr: {low: 0.1, high: 0.01}\n")
     (tmp / "empty_choices.yaml").write_text(search + "space:\n  width: []\n")
-    (tmp / "gelu_batched.yaml").write_text(search + "space:\n  model.activation: [relu, gelu]\n")
+    (tmp / "unbatchable.yaml").write_text(search + "  model.net: {class_path: tests.test_models.DataDependent}\n"
+                                        "  model.hidden_sizes: [64, 64]\nspace:\n  model.lr: [0.01, 0.1]\n")
     (tmp / "batched_regression.yaml").write_text(search.replace(config("iris"), config("diabetes"))
                                                  + "space:\n  width: [4, 8]\n")
     (tmp / "typo_experiment.yaml").write_text(

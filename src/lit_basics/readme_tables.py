@@ -5,12 +5,17 @@ new activation, loss, optimizer or init appears in the documentation or the suit
 """
 
 from lit_basics.engine import hyperparameters
+from lit_basics.engine.kernels import ACTIVATION_KERNELS, OPTIMIZER_UPDATES
 from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import INITS
 from lit_basics.models.losses import LOSSES
 from lit_basics.models.optimizers import OPTIMIZERS
 
 START, END = "<!-- components:start -->", "<!-- components:end -->"
+
+
+def _path(name: str) -> str:
+    return "yes, fast path (hand-written kernel)" if name in ACTIVATION_KERNELS else "yes, generic path"
 
 
 def _yes(flag: bool) -> str:
@@ -20,13 +25,13 @@ def _yes(flag: bool) -> str:
 def components_markdown() -> str:
     """Markdown tables: activations, losses, optimizers, inits; then the batched engine's hyperparameter table."""
     rows = ["| component | name | what it is | batched engine |", "|---|---|---|---|"]
-    rows += [f"| activation | `{a.name}` | {a.description} | {_yes(a.batched)} |" for a in ACTIVATIONS.values()]
+    rows += [f"| activation | `{a.name}` | {a.description} | {_path(a.name)} |" for a in ACTIVATIONS.values()]
     rows += [f"| loss | `{loss.name}` | {loss.description} ({', '.join(loss.tasks)}) | "
              f"yes{', closed-form gradient' if loss.with_logit_grad else ''} |" for loss in LOSSES.values()]
     for o in OPTIMIZERS.values():
         own = ", ".join(f"`{k}`={v:g}" for k, v in o.defaults.items()) or "none"
         rows.append(f"| optimizer | `{o.name}` | {o.description}; own hyperparameters: {own} | "
-                    f"{_yes(o.batched)} |")
+                    f"{_yes(o.name in OPTIMIZER_UPDATES)} |")
     rows += [f"| init | `{i.name}` | {i.description} | yes |" for i in INITS.values()]
     table = ["| hyperparameter | batched engine |", "|---|---|"]
     table += [f"| `model.{name}` | {kind} |" for name, kind in hyperparameters.LITFNN_HYPERPARAMETERS.items()]

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from lit_basics.engine.dropout import DropoutMasks
+from lit_basics.engine.kernels import ACTIVATION_KERNELS, activation_kernel
 from lit_basics.models import hparams
-from lit_basics.models.activations import ACTIVATIONS, batched_activation
 from lit_basics.models.fnn import FNN
 
 ALIGN = 16  # layer widths are padded to a multiple of this: 16 float32 = one AVX-512 register
@@ -52,7 +52,7 @@ ModelSpec = make_dataclass("ModelSpec", _spec_fields())
 
 def fast_path(arch: hparams.Architecture) -> bool:
     """Whether every layer of the architecture has a hand-written kernel here (else engine/generic.py trains it)."""
-    return arch.net is None and arch.norm == "none" and not arch.residual and ACTIVATIONS[arch.activation].batched
+    return arch.net is None and arch.norm == "none" and not arch.residual and arch.activation in ACTIVATION_KERNELS
 
 
 @dataclass
@@ -80,7 +80,7 @@ class BatchedMLP:
 
     def __init__(self, flat: torch.Tensor, sizes: list[int], activation: str, alpha: float,
                  dropout: torch.Tensor) -> None:
-        declaration = batched_activation(activation)
+        declaration = activation_kernel(activation)
         self.activation = lambda z: declaration.forward_(z, alpha)  # in place
         self.activation_backward = lambda d, out: declaration.derivative_from_output(d, out, alpha)
         self.layout: list[tuple[int, int, int]] = []  # (offset, fan_in, fan_out) per layer

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from lit_basics.engine.batched import BatchedMLP
-from lit_basics.models.optimizers import UpdateRows, batched_optimizer
+from lit_basics.engine.kernels import UpdateRows, optimizer_update
+from lit_basics.models.optimizers import get_optimizer
 
 
 class BatchedOptimizer:
@@ -21,7 +22,8 @@ class BatchedOptimizer:
     def __init__(self, name: str, model: BatchedMLP, lr: torch.Tensor, weight_decay: torch.Tensor,
                  momentum: torch.Tensor, l1: torch.Tensor | None = None,
                  optimizer_kwargs: list[dict[str, float]] | None = None, clip: torch.Tensor | None = None) -> None:
-        self.declaration = batched_optimizer(name)
+        self.declaration = get_optimizer(name)
+        self.update = optimizer_update(name)
         self.model = model
         flat = model.flat
         kwargs = optimizer_kwargs or [{}] * flat.shape[0]
@@ -98,7 +100,7 @@ class BatchedOptimizer:
             self._add_to_grad(flat, "decay", stepping)
         self.steps.add_(on)
         for update in updates:
-            self.declaration.batched_update(update)
+            self.update(update)
 
     def _add_to_grad(self, values: torch.Tensor, coefficient: str, stepping: np.ndarray) -> None:
         """grad += values * the per-model coefficient rows, for the models that step (the others may be summing)."""

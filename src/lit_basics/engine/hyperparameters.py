@@ -15,9 +15,10 @@ batched update, a trainer or data setting it would not apply, a module vmap cann
 
 from typing import Any
 
+from lit_basics.engine.kernels import optimizer_update
 from lit_basics.errors import ConfigError
 from lit_basics.models import hparams
-from lit_basics.models.optimizers import batched_optimizer
+from lit_basics.models.optimizers import get_optimizer
 
 PER_MODEL, SHARED, MERGEABLE, FROM_DATA = hparams.PER_MODEL, hparams.SHARED, hparams.MERGEABLE, hparams.FROM_DATA
 LITFNN_HYPERPARAMETERS: dict[str, str] = hparams.kinds()
@@ -62,7 +63,8 @@ def check_batched(settings: dict[str, Any], input_dim: int = 0, output_dim: int 
         raise ConfigError(f"the batched engine trains a fixed number of epochs: max_epochs={settings['max_epochs']} "
                           "must be >= 1")
     arch, optimization, _ = hparams.split(settings)
-    batched_optimizer(optimization.optimizer).hyperparameters(optimization.momentum, optimization.optimizer_kwargs)
+    optimizer_update(optimization.optimizer)
+    get_optimizer(optimization.optimizer).hyperparameters(optimization.momentum, optimization.optimizer_kwargs)
     if input_dim and output_dim:
         from lit_basics.engine.batched import fast_path
         from lit_basics.engine.generic import check_batchable

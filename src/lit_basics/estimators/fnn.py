@@ -19,11 +19,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from lit_basics.engine.batched import ModelSpec
 from lit_basics.engine.batched_fit import Stopping, fit_configurations
 from lit_basics.engine.hyperparameters import model_spec_values
+from lit_basics.engine.kernels import optimizer_update
 from lit_basics.errors import ConfigError
 from lit_basics.models import hparams
 from lit_basics.models.fnn import build_network
 from lit_basics.models.losses import get_loss, output_dim, predict, probabilities
-from lit_basics.models.optimizers import batched_optimizer, validate_optimization
+from lit_basics.models.optimizers import validate_optimization
 
 
 def resolve_device(device: str) -> torch.device:
@@ -102,7 +103,7 @@ class FNNEstimator(BaseEstimator):
         """ConfigError (a ValueError) naming the first bad parameter and what is allowed."""
         self.architecture()
         get_loss(self._loss_name(), self._task, num_classes)
-        batched_optimizer(self.solver)
+        optimizer_update(self.solver)
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:

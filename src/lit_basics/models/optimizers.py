@@ -1,12 +1,9 @@
 """Optimizers and learning-rate schedulers: each optimizer declared once, for LitFNN and the batched engine.
 
-An `Optimizer` names its torch class, its own hyperparameters with their defaults (set per run with
-`model.optimizer_kwargs`, or `model.momentum` for momentum), and its batched update: one call that
-advances many models' rows of the batched engine's (models, parameters) tensors with the same
-learning rate and hyperparameters, as torch.optim's update does for one model (the batched engine
-adds L2 and L1 to the gradients first, as LitFNN's parameter groups and loss do, and is tested
-against torch.optim for every entry here). Like scikit-learn's `_stochastic_optimizers.py`, one
-object per optimizer behind one update method.
+An `Optimizer` names its torch class (what LitFNN builds), its own hyperparameters with their defaults
+(set per run with `model.optimizer_kwargs`, or `model.momentum` for momentum) and the state its update
+keeps. The batched engine's update of each (many models' rows at once, tested against torch.optim) is
+its kernel in engine/kernels.py. Like scikit-learn's `_stochastic_optimizers.py`, one object per optimizer.
 """
 
 import inspect
@@ -17,48 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lit_basics.errors import ConfigError, check_batched_choice, check_choice
+from lit_basics.errors import ConfigError, check_choice
 
 Tensor = torch.Tensor
-
-
-@dataclass
-class UpdateRows:
-    """The rows of the batched engine's tensors that one update call advances (one per model, each (P,)).
-
-    state: the optimizer's buffers by name (`Optimizer.state`), zero before a model's first step.
-    steps: each model's step count as a 0-d tensor, already counting this step.
-    """
-
-    params: list[Tensor]
-    grads: list[Tensor]
-    state: dict[str, list[Tensor]]
-    steps: list[Tensor]
-    lr: float
-    hp: dict[str, float]
-
-
-def _sgd_update(rows: UpdateRows) -> None:
-    momentum = rows.hp.get("momentum", 0.0)
-    buffers = rows.state["momentum"] if momentum > 0 else []  # a zero buffer makes the first step buf = g
-    torch._fused_sgd_(rows.params, rows.grads, buffers, weight_decay=0.0, momentum=momentum if buffers else 0.0,
-                      lr=rows.lr, dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
-
-
-def _adam_update(rows: UpdateRows) -> None:
-    torch._fused_adam_(rows.params, rows.grads, rows.state["exp_avg"], rows.state["exp_avg_sq"], [], rows.steps,
-                       lr=rows.lr, beta1=rows.hp["beta1"], beta2=rows.hp["beta2"], weight_decay=0.0,
-                       eps=rows.hp["eps"], amsgrad=False, maximize=False)
-
-
-def _rmsprop_update(rows: UpdateRows) -> None:
-    # torch.optim.RMSprop's multi-tensor algorithm without its centring and momentum (off by default)
-    alpha, square_avg = rows.hp["alpha"], rows.state["square_avg"]
-    torch._foreach_mul_(square_avg, alpha)
-    torch._foreach_addcmul_(square_avg, rows.grads, rows.grads, value=1.0 - alpha)
-    root = torch._foreach_sqrt(square_avg)
-    torch._foreach_add_(root, rows.hp["eps"])
-    torch._foreach_addcdiv_(rows.params, rows.grads, root, value=-rows.lr)
 
 
 def _adam_kwargs(hp: dict[str, float]) -> dict[str, Any]:
@@ -71,8 +29,7 @@ class Optimizer:
 
     torch_class: what LitFNN builds; `torch_kwargs(hp)` maps the hyperparameters to its arguments.
     defaults: the optimizer's own hyperparameters and their defaults (torch.optim's).
-    state: the names of the per-parameter buffers its batched update keeps.
-    batched_update: advances the models in an `UpdateRows` by one step; None if the batched engine lacks it.
+    state: the names of the per-parameter buffers its batched update (engine/kernels.py) keeps.
     decoupled_weight_decay: L2 shrinks the weights directly (AdamW) instead of entering the gradient.
     """
 
@@ -82,14 +39,8 @@ class Optimizer:
     defaults: dict[str, float] = field(default_factory=dict)
     torch_kwargs: Callable[[dict[str, float]], dict[str, Any]] = lambda hp: dict(hp)
     state: tuple[str, ...] = ()
-    batched_update: Callable[[UpdateRows], None] | None = None
     decoupled_weight_decay: bool = False
     fused: bool = False  # torch's fused kernel cuts the per-step Python overhead that dominates small networks
-
-    @property
-    def batched(self) -> bool:
-        """Whether the batched engine can train with it."""
-        return self.batched_update is not None
 
     def hyperparameters(self, momentum: float, kwargs: dict[str, float] | None) -> dict[str, float]:
         """The defaults updated with `optimizer_kwargs` (and `momentum` where the optimizer has one)."""
@@ -108,17 +59,16 @@ class Optimizer:
 
 _EPS = {"eps": 1e-8}
 OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
-    Optimizer("sgd", "plain stochastic gradient descent", torch.optim.SGD, batched_update=_sgd_update),
+    Optimizer("sgd", "plain stochastic gradient descent", torch.optim.SGD),
     Optimizer("momentum", "SGD with momentum (`model.momentum`)", torch.optim.SGD, {"momentum": 0.9},
-              state=("momentum",), batched_update=_sgd_update),
+              state=("momentum",)),
     Optimizer("rmsprop", "RMSprop: steps scaled by a running RMS of the gradient", torch.optim.RMSprop,
-              {"alpha": 0.99, **_EPS}, state=("square_avg",), batched_update=_rmsprop_update),
+              {"alpha": 0.99, **_EPS}, state=("square_avg",)),
     Optimizer("adam", "Adam: momentum and RMS scaling with bias correction", torch.optim.Adam,
-              {"beta1": 0.9, "beta2": 0.999, **_EPS}, _adam_kwargs, ("exp_avg", "exp_avg_sq"), _adam_update,
-              fused=True),
+              {"beta1": 0.9, "beta2": 0.999, **_EPS}, _adam_kwargs, ("exp_avg", "exp_avg_sq"), fused=True),
     Optimizer("adamw", "Adam with decoupled weight decay (`model.weight_decay` shrinks the weights)",
               torch.optim.AdamW, {"beta1": 0.9, "beta2": 0.999, **_EPS}, _adam_kwargs, ("exp_avg", "exp_avg_sq"),
-              _adam_update, decoupled_weight_decay=True, fused=True),
+              decoupled_weight_decay=True, fused=True),
 )}
 
 SCHEDULERS: dict[str, type | None] = {
@@ -133,11 +83,6 @@ SCHEDULERS: dict[str, type | None] = {
 def get_optimizer(name: str) -> Optimizer:
     """The declaration of optimizer `name`; an unknown name is a ConfigError listing the known ones."""
     return OPTIMIZERS[check_choice("optimizer", name, OPTIMIZERS)]
-
-
-def batched_optimizer(name: str) -> Optimizer:
-    """The declaration of `name` if the batched engine has its update, else a one-line ConfigError."""
-    return check_batched_choice("optimizer", name, OPTIMIZERS, "it has no batched update")
 
 
 def validate_optimization(optimizer: str, lr: float, momentum: float, weight_decay: float, l1: float,
