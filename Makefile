@@ -8,7 +8,7 @@ CONFIG ?= configs/default.yaml
 # that also runs on the CPU); any version in pyproject's ranges works elsewhere.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install train test tensorboard lint bench report accuracy reliability-doc components-doc clean
+.PHONY: install train test tensorboard lint bench report accuracy docs mutants clean
 
 install: $(STAMP)
 
@@ -47,11 +47,6 @@ bench: install
 accuracy: install
 	$(PY) scripts/accuracy.py --readme README.md
 
-reliability-doc: install
-	$(PY) -c "import re, pathlib, tests.bad_input_cases as c; p = pathlib.Path('README.md'); t = p.read_text(); \
-	s, e = '<!-- reliability:start -->', '<!-- reliability:end -->'; \
-	p.write_text(t[:t.index(s) + len(s)] + '\n' + c.render_markdown() + '\n' + t[t.index(e):])"
-
-components-doc: install
-	$(PY) -c "import pathlib; from lit_basics.readme_tables import readme_with_components as r; \
-	p = pathlib.Path('README.md'); p.write_text(r(p.read_text()))"
+# Every generated README table: components, hyperparameter kinds, bad inputs (from the registries and tests/).
+docs: install
+	$(PY) -m lit_basics.readme_tables README.md

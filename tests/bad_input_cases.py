@@ -1,9 +1,10 @@
 """The bad-input table: each case, the command it runs, and the one-line error it must give.
 
 tests/test_reliability.py runs every row; `python -m tests.bad_input_cases` prints the README's
-"Reliability" table from the same rows (`make reliability-doc` writes it into the README).
+"Reliability" table from the same rows (`make docs` writes it into the README).
 """
 
+from lit_basics.data import DATAMODULES
 from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import INITS
 from lit_basics.models.losses import LOSSES
@@ -12,7 +13,7 @@ from lit_basics.models.optimizers import OPTIMIZERS
 # (case, command, arguments, expected text of the one-line error). In arguments, {cfg:NAME} is
 # configs/NAME.yaml, {tmp} the test's folder (files named there are written by the test).
 CASES = [
-    ("unknown dataset", "fit", "--config {cfg:iris} --data cifar", "unknown dataset 'cifar'; allowed: breast_cancer"),
+    ("unknown dataset", "fit", "--config {cfg:iris} --data cifar", f"unknown dataset 'cifar'; allowed: {', '.join(sorted(DATAMODULES))}"),
     ("unknown activation", "fit", "--config {cfg:moons} --model.activation swish",
      f"unknown activation 'swish'; allowed: {', '.join(sorted(ACTIVATIONS))}"),
     ("unknown loss", "fit", "--config {cfg:moons} --model.loss kl", f"unknown loss 'kl'; allowed: {', '.join(sorted(LOSSES))}"),

@@ -96,7 +96,7 @@ def test_beyond_noise_compares_the_mean_difference_with_the_seed_spread():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--datasets", "cifar"], "unknown data set 'cifar'; allowed: breast_cancer"),
+    (["--datasets", "cifar"], f"unknown data set 'cifar'; allowed: {', '.join(sorted(DATASETS))}"),
     (["--datasets", "iris,iris"], "names a data set twice"),
     (["--datasets", ""], "--datasets is empty"),
     (["--seeds", "0"], "--seeds 0 must be >= 1"),

@@ -118,7 +118,7 @@ def test_there_are_at_least_25_cases_and_the_readme_lists_them():
     readme = (REPO / "README.md").read_text()
     block = readme[readme.index("<!-- reliability:start -->") + len("<!-- reliability:start -->"):
                    readme.index("<!-- reliability:end -->")]
-    assert block.strip() == render_markdown().strip(), "run `make reliability-doc`"
+    assert block.strip() == render_markdown().strip(), "run `make docs`"
 
 
 def _wait_for(condition, limit: float = 120.0) -> None:

@@ -1,17 +1,21 @@
-"""The README's tables of components and of how each engine treats each hyperparameter, from the registries.
+"""Every generated table of the README, from the registries: components, how each engine treats each
+hyperparameter, and the bad-input table (from tests/bad_input_cases.py).
 
-`make components-doc` writes them into README.md; a test fails when the README's copy differs, so a
-new activation, loss, optimizer or init appears in the documentation or the suite says so.
+`make docs` (`python -m lit_basics.readme_tables README.md`, from the repository root) rewrites them all;
+tests fail when the README's copy differs, so a new activation, loss, optimizer, init, architecture option,
+data set or refused input appears in the documentation or the suite says so.
 """
 
 from lit_basics.engine import hyperparameters
 from lit_basics.engine.kernels import ACTIVATION_KERNELS, OPTIMIZER_UPDATES
 from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import INITS
+from lit_basics.models.hparams import NORMS
 from lit_basics.models.losses import LOSSES
 from lit_basics.models.optimizers import OPTIMIZERS
 
 START, END = "<!-- components:start -->", "<!-- components:end -->"
+SECTIONS = ("components", "reliability")
 
 
 def _path(name: str) -> str:
@@ -33,6 +37,8 @@ def components_markdown() -> str:
         rows.append(f"| optimizer | `{o.name}` | {o.description}; own hyperparameters: {own} | "
                     f"{_yes(o.name in OPTIMIZER_UPDATES)} |")
     rows += [f"| init | `{i.name}` | {i.description} | yes |" for i in INITS.values()]
+    rows += [f"| norm | `{name}` | {what} | {'yes, fast path' if name == 'none' else 'yes, generic path'} |"
+             for name, what in NORMS.items()]
     table = ["| hyperparameter | batched engine |", "|---|---|"]
     table += [f"| `model.{name}` | {kind} |" for name, kind in hyperparameters.LITFNN_HYPERPARAMETERS.items()]
     table += [f"| `{key}` | {kind} |" for key, (_, kind) in hyperparameters.SEARCHABLE_SETTINGS.items()]
@@ -43,5 +49,26 @@ def components_markdown() -> str:
 
 def readme_with_components(readme: str) -> str:
     """`readme` with the text between the components markers replaced by the current tables."""
-    start, end = readme.index(START) + len(START), readme.index(END)
-    return readme[:start] + "\n" + components_markdown() + "\n" + readme[end:]
+    return _replace(readme, "components", components_markdown())
+
+
+def _replace(readme: str, section: str, text: str) -> str:
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    head, tail = readme.index(start) + len(start), readme.index(end)
+    return readme[:head] + "\n" + text + "\n" + readme[tail:]
+
+
+def regenerate(readme: str) -> str:
+    """`readme` with every generated section rewritten (the reliability table needs the repository's tests/)."""
+    from tests.bad_input_cases import render_markdown
+
+    return _replace(_replace(readme, "components", components_markdown()), "reliability", render_markdown())
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    path.write_text(regenerate(path.read_text()))
+    print(f"{path}: regenerated {', '.join(SECTIONS)}")
