@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lit_basics.experiments.accuracy.report import CSV_COLUMNS, compare_sides
-from lit_basics.experiments.accuracy.runner import grid_size, plan_datasets, split_rows
+from lit_basics.experiments.accuracy.runner import DATASETS, grid_size, plan_datasets, split_rows
 from lit_basics.experiments.commands import accuracy_main
 from lit_basics.experiments.runs import check_args
 from lit_basics.experiments.search.space import load_search
