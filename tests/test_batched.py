@@ -36,7 +36,10 @@ def test_three_models_match_three_separate_torch_optim_runs(optimizer, activatio
     for source, copy in zip(modules, separate, strict=True):
         copy.load_state_dict(source.state_dict())
     batched = BatchedMLP.from_modules(modules, activation)
-    opt = BatchedOptimizer(optimizer, batched, torch.tensor(lrs), torch.tensor(decays), torch.tensor(mus))
+    rows = torch.arange(1)
+    specs = [ModelSpec(train_rows=rows, val_rows=rows, lr=lr, weight_decay=wd, momentum=mu)
+             for lr, wd, mu in zip(lrs, decays, mus, strict=True)]
+    opt = BatchedOptimizer(optimizer, batched, specs)
     optimizers = [make_optimizer(optimizer, net, lr, mu, wd)  # what LitFNN builds
                   for net, lr, wd, mu in zip(separate, lrs, decays, mus, strict=True)]
     generator = torch.Generator().manual_seed(1)
@@ -60,7 +63,8 @@ def test_three_models_match_three_separate_torch_optim_runs(optimizer, activatio
 def test_inactive_models_do_not_move():
     modules = [FNN(3, [4], 1) for _ in range(2)]  # binary: one logit
     batched = BatchedMLP.from_modules(modules, "relu")
-    opt = BatchedOptimizer("adam", batched, torch.tensor([0.1, 0.1]), torch.zeros(2), torch.zeros(2))
+    rows = torch.arange(1)
+    opt = BatchedOptimizer("adam", batched, [ModelSpec(train_rows=rows, val_rows=rows, lr=0.1, momentum=0.0)] * 2)
     before = [p.detach().clone() for p in batched.parameters]
     x, y = torch.randn(2, 8, 3), torch.randint(0, 2, (2, 8))
     backpropagate(batched, x, y, 2)

@@ -71,7 +71,7 @@ def fit_group(x: torch.Tensor, y: torch.Tensor, specs: list, hidden_sizes: list[
                                   **{k: v for k, v in shared.items() if k in arch_fields})
              for spec, widths in zip(specs, sizes, strict=True)]
     optimization = hparams.Optimization(**{k: v for k, v in shared.items() if k not in arch_fields})
-    fit = _GroupFit(x, y, specs, archs, optimization, num_classes, batch_sizes, max_epochs, stopping, path)
+    fit = _GroupFit(x, y, specs, GroupPlan(archs, optimization, num_classes, batch_sizes, max_epochs, path), stopping)
     for epoch in range(max_epochs):
         val_loss, val_acc = fit.train_epoch(epoch)
         fit.end_epoch(epoch, val_loss, val_acc, stopping.patience)
@@ -111,28 +111,39 @@ def _build(arch: hparams.Architecture, input_dim: int, out_dim: int, seed: int |
         return build_network(arch, input_dim, out_dim)
 
 
+@dataclass
+class GroupPlan:
+    """What a group's models share or list one by one, besides their ModelSpecs."""
+
+    archs: list[hparams.Architecture]  # one per model: its widths and dropout, the shared rest
+    optimization: hparams.Optimization  # the shared fields (loss, optimizer, scheduler); per-model values in specs
+    num_classes: int  # 0 for regression
+    batch_sizes: list[int]
+    max_epochs: int
+    path: str = "auto"
+
+
 class _GroupFit:
     """The state of one group's training: the stacked net, its optimizer, the members, scores and schedules."""
 
-    def __init__(self, x, y, specs, archs, optimization, num_classes, batch_sizes, max_epochs, stopping,
-                 path) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, specs: list, plan: GroupPlan, stopping: Stopping) -> None:
+        archs, optimization, num_classes = plan.archs, plan.optimization, plan.num_classes
+        batch_sizes, max_epochs, path = plan.batch_sizes, plan.max_epochs, plan.path
         device = x.device
         m = len(specs)
         out_dim = output_dim("classification" if num_classes else "regression", num_classes)
         self.path = choose_path(archs[0], path)
         modules = [_build(arch, spec.input_dim or x.shape[-1], out_dim, spec.seed)
                    for spec, arch in zip(specs, archs, strict=True)]
-        hp = {k: torch.tensor([float(getattr(s, k)) for s in specs], dtype=x.dtype, device=device)
-              for k in ("lr", "weight_decay", "l1", "dropout", "momentum", "gradient_clip_val")}
         arch = archs[0]
         if self.path == "fast":
-            self.net = BatchedMLP.from_modules(modules, arch.activation, arch.leaky_relu_alpha, hp["dropout"],
+            dropout = torch.tensor([float(s.dropout) for s in specs])
+            self.net = BatchedMLP.from_modules(modules, arch.activation, arch.leaky_relu_alpha, dropout,
                                                x.shape[-1]).to(device)
         else:
             widest = max(archs, key=lambda a: a.dropout)  # its dropout sites exist in the template
             self.net = StackedModules(modules, _build(widest, x.shape[-1], out_dim, None)).to(device)
-        self.opt = BatchedOptimizer(optimization.optimizer, self.net, hp["lr"], hp["weight_decay"], hp["momentum"],
-                                    hp["l1"], [s.optimizer_kwargs or {} for s in specs], hp["gradient_clip_val"])
+        self.opt = BatchedOptimizer(optimization.optimizer, self.net, specs)
         self.micro = min(batch_sizes)
         if any(b % self.micro for b in batch_sizes):
             raise ValueError(f"batch sizes {sorted(set(batch_sizes))} must be multiples of the smallest, {self.micro}")

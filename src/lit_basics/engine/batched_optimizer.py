@@ -19,19 +19,25 @@ class BatchedOptimizer:
     do not step (stopped early, or summing a larger batch) keep their parameters, state and counts.
     """
 
-    def __init__(self, name: str, model: BatchedMLP, lr: torch.Tensor, weight_decay: torch.Tensor,
-                 momentum: torch.Tensor, l1: torch.Tensor | None = None,
-                 optimizer_kwargs: list[dict[str, float]] | None = None, clip: torch.Tensor | None = None) -> None:
+    def __init__(self, name: str, model: BatchedMLP, specs: list) -> None:
+        """`specs`: one ModelSpec per row of the stack, for its lr, weight_decay, momentum, l1,
+        optimizer_kwargs and gradient_clip_val (models/hparams.py)."""
         self.declaration = get_optimizer(name)
         self.update = optimizer_update(name)
         self.model = model
         flat = model.flat
-        kwargs = optimizer_kwargs or [{}] * flat.shape[0]
+
+        def column(key: str) -> torch.Tensor:
+            return torch.tensor([float(getattr(s, key)) for s in specs], dtype=flat.dtype, device=flat.device)
+
+        lr, weight_decay, momentum, l1, clip = (column(k) for k in ("lr", "weight_decay", "momentum", "l1",
+                                                                     "gradient_clip_val"))
+        kwargs = [s.optimizer_kwargs or {} for s in specs]
         self.lr = lr.tolist()
         self.hp = [self.declaration.hyperparameters(mu, kw) for mu, kw in zip(momentum.tolist(), kwargs, strict=True)]
         self.decay = weight_decay.to(flat).view(-1, 1) * model.weight_mask if bool((weight_decay > 0).any()) else None
-        self.l1 = None if l1 is None or not bool((l1 > 0).any()) else l1.to(flat).view(-1, 1) * model.weight_mask
-        self.clip = None if clip is None or not bool((clip > 0).any()) else clip.to(flat)
+        self.l1 = l1.view(-1, 1) * model.weight_mask if bool((l1 > 0).any()) else None
+        self.clip = clip if bool((clip > 0).any()) else None
         self.state = {key: torch.zeros_like(flat) for key in self.declaration.state}
         self.steps = torch.zeros(flat.shape[0], dtype=flat.dtype, device=flat.device)
         self._index_rows()
