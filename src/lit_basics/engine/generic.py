@@ -25,77 +25,8 @@ from torch import nn
 from torch.func import vmap
 
 from lit_basics.engine.dropout import DropoutMasks
-from lit_basics.engine.stacked_layers import leading_dim_safe, stacked_copy
+from lit_basics.engine.stacked_layers import leading_dim_safe, per_model_template, stacked_copy
 from lit_basics.errors import ConfigError
-
-
-class _MaskedDropout(nn.Module):
-    """Inverted dropout whose factors are given per call (`scale`, (batch, width) for one model)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("scale", torch.ones(1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale if self.training else x
-
-
-class _MaskedBatchNorm(nn.Module):
-    """BatchNorm1d over the rows where `row_mask` (batch,) is 1, with its running statistics as buffers."""
-
-    def __init__(self, source: nn.BatchNorm1d) -> None:
-        super().__init__()
-        self.eps, self.momentum, self.affine = source.eps, source.momentum, source.affine
-        if self.affine:
-            self.weight, self.bias = nn.Parameter(source.weight.detach()), nn.Parameter(source.bias.detach())
-        self.register_buffer("running_mean", source.running_mean.detach().clone())
-        self.register_buffer("running_var", source.running_var.detach().clone())
-        self.register_buffer("num_batches_tracked", source.num_batches_tracked.detach().clone())
-        self.register_buffer("row_mask", torch.ones(1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (batch, features) of one model; row_mask: (batch,), 0 on padding rows
-        if self.training:
-            mask = self.row_mask.unsqueeze(-1)
-            n = mask.sum()
-            mean = (x * mask).sum(0) / n.clamp(min=1)
-            var = (((x - mean) ** 2) * mask).sum(0) / n.clamp(min=1)  # biased, as BatchNorm normalises
-            with torch.no_grad():
-                keep = (n > 1).to(x.dtype) * self.momentum  # a batch of one row leaves the statistics alone
-                unbiased = var * n / (n - 1).clamp(min=1)
-                self.running_mean.mul_(1 - keep).add_(keep * mean.detach())
-                self.running_var.mul_(1 - keep).add_(keep * unbiased.detach())
-                self.num_batches_tracked.add_((n > 1).to(self.num_batches_tracked.dtype))
-        else:
-            mean, var = self.running_mean, self.running_var
-        out = (x - mean) * torch.rsqrt(var + self.eps)
-        return out * self.weight + self.bias if self.affine else out
-
-
-def _template(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]:
-    """A copy of `module` with dropout and BatchNorm swapped; the paths of its dropout and norm sites."""
-    template = copy.deepcopy(module)
-    dropouts, norms = [], []
-    for name, child in list(template.named_modules()):
-        if isinstance(child, nn.Dropout):
-            _replace(template, name, _MaskedDropout())
-            dropouts.append(name)
-        elif isinstance(child, nn.modules.batchnorm._BatchNorm):
-            if not isinstance(child, nn.BatchNorm1d) or not isinstance(child.momentum, float) \
-                    or not child.track_running_stats:
-                raise ConfigError(f"the batched engine cannot train {type(child).__name__} {name!r} (only "
-                                  "BatchNorm1d with running statistics and a float momentum); use --engine lightning")
-            _replace(template, name, _MaskedBatchNorm(child))
-            norms.append(name)
-        elif isinstance(child, nn.modules.dropout._DropoutNd):
-            raise ConfigError(f"the batched engine cannot train {type(child).__name__} {name!r}; "
-                              "use nn.Dropout or --engine lightning")
-    return template, dropouts, norms
-
-
-def _replace(root: nn.Module, path: str, new: nn.Module) -> None:
-    parent, _, name = path.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, name, new)
 
 
 def _dropout_p(module: nn.Module, path: str) -> float:
@@ -128,7 +59,7 @@ class StackedModules:
         states = [{k: _pad_to(v.detach(), shapes[k]) for k, v in m.state_dict().items()} for m in modules]
         widths = self._dropout_widths(template, [n for n, c in template.named_modules() if isinstance(c, nn.Dropout)])
         self.stacked, self.stacked_layers = stacked_copy(template) if leading_dim_safe(template) else (None, {})
-        self.template, self.dropout_sites, self.norm_sites = _template(template)
+        self.template, self.dropout_sites, self.norm_sites = per_model_template(template)
         self.template = self.template.to("meta")
         m = len(modules)
         self.names = [name for name, _ in self.template.named_parameters()]

@@ -1,4 +1,5 @@
-"""Layers that run M models at once on (M, batch, features) tensors: the generic path's autograd form.
+"""The generic path's layer forms: stacked ones that run M models at once on (M, batch, features) tensors,
+and per-model ones that vmap runs on one model's (batch, features).
 
 A network made only of the containers and layers below (the built-in FNN with any norm, residual blocks and
 activation; nn.Sequential of such layers) runs its own forward code on stacked inputs once each layer is
@@ -8,10 +9,13 @@ stacked program (about half the time of vmap's per-op dispatch for networks this
 other layer or forward code goes through vmap instead (engine/generic.py), which is correct for any forward.
 """
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lit_basics.errors import ConfigError
 from lit_basics.models.activations import ACTIVATIONS
 from lit_basics.models.fnn import FNN, HiddenBlock
 
@@ -97,8 +101,6 @@ class StackedDropout(nn.Module):
 def stacked_copy(module: nn.Module) -> tuple[nn.Module, dict[str, nn.Module]]:
     """A copy of `module` (on the meta device) with each layer swapped for its stacked form; the stacked layers
     by path, so that the caller can give them their (M, ...) tensors."""
-    import copy
-
     copy_ = copy.deepcopy(module).to("meta")
     layers: dict[str, nn.Module] = {}
     for path, child in list(copy_.named_modules()):
@@ -116,3 +118,73 @@ def stacked_copy(module: nn.Module) -> tuple[nn.Module, dict[str, nn.Module]]:
         setattr(copy_.get_submodule(parent) if parent else copy_, name, new)
         layers[path] = new
     return copy_, layers
+
+
+class _MaskedDropout(nn.Module):
+    """Inverted dropout whose factors are given per call (`scale`, (batch, width) for one model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale if self.training else x
+
+
+class _MaskedBatchNorm(nn.Module):
+    """BatchNorm1d over the rows where `row_mask` (batch,) is 1, with its running statistics as buffers."""
+
+    def __init__(self, source: nn.BatchNorm1d) -> None:
+        super().__init__()
+        self.eps, self.momentum, self.affine = source.eps, source.momentum, source.affine
+        if self.affine:
+            self.weight, self.bias = nn.Parameter(source.weight.detach()), nn.Parameter(source.bias.detach())
+        self.register_buffer("running_mean", source.running_mean.detach().clone())
+        self.register_buffer("running_var", source.running_var.detach().clone())
+        self.register_buffer("num_batches_tracked", source.num_batches_tracked.detach().clone())
+        self.register_buffer("row_mask", torch.ones(1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (batch, features) of one model; row_mask: (batch,), 0 on padding rows
+        if self.training:
+            mask = self.row_mask.unsqueeze(-1)
+            n = mask.sum()
+            mean = (x * mask).sum(0) / n.clamp(min=1)
+            var = (((x - mean) ** 2) * mask).sum(0) / n.clamp(min=1)  # biased, as BatchNorm normalises
+            with torch.no_grad():
+                keep = (n > 1).to(x.dtype) * self.momentum  # a batch of one row leaves the statistics alone
+                unbiased = var * n / (n - 1).clamp(min=1)
+                self.running_mean.mul_(1 - keep).add_(keep * mean.detach())
+                self.running_var.mul_(1 - keep).add_(keep * unbiased.detach())
+                self.num_batches_tracked.add_((n > 1).to(self.num_batches_tracked.dtype))
+        else:
+            mean, var = self.running_mean, self.running_var
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        return out * self.weight + self.bias if self.affine else out
+
+
+def per_model_template(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]:
+    """For vmap: a copy of `module` with dropout and BatchNorm in the forms that read one model's tensors;
+    the paths of its dropout and norm sites."""
+    template = copy.deepcopy(module)
+    dropouts, norms = [], []
+    for name, child in list(template.named_modules()):
+        if isinstance(child, nn.Dropout):
+            _replace(template, name, _MaskedDropout())
+            dropouts.append(name)
+        elif isinstance(child, nn.modules.batchnorm._BatchNorm):
+            if not isinstance(child, nn.BatchNorm1d) or not isinstance(child.momentum, float) \
+                    or not child.track_running_stats:
+                raise ConfigError(f"the batched engine cannot train {type(child).__name__} {name!r} (only "
+                                  "BatchNorm1d with running statistics and a float momentum); use --engine lightning")
+            _replace(template, name, _MaskedBatchNorm(child))
+            norms.append(name)
+        elif isinstance(child, nn.modules.dropout._DropoutNd):
+            raise ConfigError(f"the batched engine cannot train {type(child).__name__} {name!r}; "
+                              "use nn.Dropout or --engine lightning")
+    return template, dropouts, norms
+
+
+def _replace(root: nn.Module, path: str, new: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, new)
