@@ -251,3 +251,30 @@ def test_every_architecture_fits_and_predicts_through_the_network_litfnn_builds(
     with torch.no_grad():
         logits = clf.module_(torch.as_tensor(X, dtype=torch.float64))
     np.testing.assert_array_equal(clf.predict(X), clf.classes_[logits.argmax(1).numpy()])
+
+
+def test_every_schema_field_is_an_estimator_parameter_by_its_name_or_its_scikit_learn_name():
+    """The estimators take every field of the one hyperparameter schema: a new field cannot be forgotten here."""
+    import inspect
+
+    from lit_basics.models import hparams
+
+    parameters = set(inspect.signature(FNNClassifier.__init__).parameters) - {"self"}
+    renamed = {schema: name for name, schema in hparams.SKLEARN_NAMES.items()}
+    expected = {renamed.get(name, name) for name in hparams.defaults()} | {"max_iter"}
+    assert expected <= parameters, sorted(expected - parameters)
+    estimator_only = {"batch_size", "early_stopping", "validation_fraction", "n_iter_no_change", "tol", "random_state",
+                      "verbose", "device"}  # MLPClassifier's own training and reporting options
+    assert parameters - expected == estimator_only
+
+
+def test_an_injected_net_trains_in_the_estimator():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    net = {"class_path": "tests.test_models.TwoLayer", "init_args": {"width": 12}}
+    clf = FNNClassifier(**{**IRIS_FNN, "max_iter": 60, "hidden_layer_sizes": (100,)}, net=net)
+    clf.fit(X, y)
+    assert type(clf.module_).__name__ == "TwoLayer" and clf.score(X, y) > 0.8
+    with pytest.raises(ValueError, match="model.norm='batch' has no effect on net"):
+        FNNClassifier(**{**IRIS_FNN, "hidden_layer_sizes": (100,)}, net=net, norm="batch").fit(X, y)

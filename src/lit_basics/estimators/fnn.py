@@ -4,6 +4,7 @@ Parameters follow `MLPClassifier` where the meaning is the same; the options (ac
 loss, init) are the names of the component registries in `lit_basics.models`, checked there.
 """
 
+import inspect
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -62,6 +63,7 @@ class FNNEstimator(BaseEstimator):
                  batch_size="auto", learning_rate_init=0.001, max_iter=200, momentum=0.9, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None, verbose=False,
                  dropout=0.0, l1=0.0, loss="auto", init="glorot", leaky_relu_alpha=0.01, norm="none", residual=False,
+                 net=None, optimizer_kwargs=None, scheduler="none", scheduler_kwargs=None, gradient_clip_val=0.0,
                  device="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -84,6 +86,11 @@ class FNNEstimator(BaseEstimator):
         self.leaky_relu_alpha = leaky_relu_alpha
         self.norm = norm
         self.residual = residual
+        self.net = net
+        self.optimizer_kwargs = optimizer_kwargs
+        self.scheduler = scheduler
+        self.scheduler_kwargs = scheduler_kwargs
+        self.gradient_clip_val = gradient_clip_val
         self.device = device
 
     def _loss_name(self) -> str:
@@ -121,10 +128,33 @@ class FNNEstimator(BaseEstimator):
         validate_optimization(self.solver, self.learning_rate_init, self.momentum, 0.0, self.l1)
         resolve_device(self.device)
 
+    def schema_values(self, batch: int) -> dict[str, Any]:
+        """Every schema field (models/hparams.py) from these parameters: the same name, or its scikit-learn
+        name in SKLEARN_NAMES; alpha is MLPClassifier's (loss + alpha / (2 batch) |W|^2, so weight_decay is
+        alpha / batch)."""
+        sklearn = {schema: name for name, schema in hparams.SKLEARN_NAMES.items()}
+        values = {name: getattr(self, sklearn.get(name, name)) for name in hparams.defaults() if name != "max_epochs"}
+        values.update(asdict(self.architecture()))
+        values.update(loss=self._loss_name(), lr=float(self.learning_rate_init), momentum=float(self.momentum),
+                      weight_decay=float(self.alpha) / batch, l1=float(self.l1),
+                      optimizer_kwargs=dict(self.optimizer_kwargs or {}),
+                      gradient_clip_val=float(self.gradient_clip_val))
+        hparams.split(values)  # validated as LitFNN validates them
+        return values
+
     def architecture(self) -> hparams.Architecture:
-        """The network these parameters describe (validated): the schema's fields under their own names."""
+        """The network these parameters describe (validated): the schema's fields under their own names.
+
+        With an injected `net`, a field left at the estimator's default counts as unset (the net's own
+        default applies), as LitFNN treats one left at the schema's default."""
         own = {f.name: getattr(self, f.name) for f in fields(hparams.Architecture) if hasattr(self, f.name)}
-        return hparams.Architecture(**{**own, "hidden_sizes": self._hidden()})
+        own["hidden_sizes"] = self._hidden()
+        if self.net is not None:
+            defaults = {**inspect.signature(FNNEstimator.__init__).parameters}
+            own = {k: v for k, v in own.items()
+                   if k == "net" or v != defaults["hidden_layer_sizes" if k == "hidden_sizes" else k].default
+                   and not (k == "hidden_sizes" and tuple(v) == defaults["hidden_layer_sizes"].default)}
+        return hparams.Architecture(**own)
 
     def _seed(self) -> int:
         """An int random_state is the seed; None or a RandomState draws one."""
@@ -146,11 +176,7 @@ class FNNEstimator(BaseEstimator):
                                           stratify=stratify)
         else:  # n_iter_no_change watches the loss on the training rows (none when it cannot stop), as MLPClassifier
             train, val = rows, rows if patience else rows[:0]
-        settings = {**asdict(self.architecture()), "loss": self._loss_name(), "optimizer": self.solver,
-                    "max_epochs": int(self.max_iter), "batch_size": batch, "lr": float(self.learning_rate_init),
-                    "weight_decay": float(self.alpha) / batch,  # MLPClassifier's alpha: loss + alpha/(2 batch) |W|^2
-                    "l1": float(self.l1), "momentum": float(self.momentum), "optimizer_kwargs": {},
-                    "gradient_clip_val": 0.0, "scheduler": "none", "scheduler_kwargs": None,
+        settings = {**self.schema_values(batch), "max_epochs": int(self.max_iter), "batch_size": batch,
                     "device": str(resolve_device(self.device))}
         spec = ModelSpec(train_rows=torch.as_tensor(train), val_rows=torch.as_tensor(val), fold=fold, seed=seed,
                          **model_spec_values(settings))
@@ -184,12 +210,14 @@ class FNNEstimator(BaseEstimator):
             module = build_network(self.architecture(), self.n_features_in_, self._output_dim())
         module.load_state_dict({k: torch.as_tensor(_numpy(v)) for k, v in state.items()})
         self.module_ = module.double().eval()
-        linears = self.module_.linears() if hasattr(self.module_, "linears") else []
+        # MLPClassifier's attributes, of the main path's linear layers (any injected net's nn.Linear layers)
+        linears = self.module_.linears() if hasattr(self.module_, "linears") else [
+            m for m in self.module_.modules() if isinstance(m, torch.nn.Linear)]
         self.coefs_ = [_numpy(layer.weight).T.copy() for layer in linears]  # (fan_in, fan_out), as MLPClassifier
         self.intercepts_ = [np.zeros(layer.out_features) if layer.bias is None else _numpy(layer.bias).copy()
                             for layer in linears]
         self.n_layers_ = len(linears) + 1
-        self.n_outputs_ = self.coefs_[-1].shape[1]
+        self.n_outputs_ = self._output_dim()
         self.loss_curve_ = [row["train/loss"] for row in history]
         self.loss_ = self.loss_curve_[-1]
         self.n_iter_ = len(history)
@@ -228,9 +256,7 @@ class FNNEstimator(BaseEstimator):
         """
         self._check_params(0 if self._task == "regression" else 2)
         batch = 200 if self.batch_size == "auto" else int(self.batch_size)
-        arch = {k: v for k, v in asdict(self.architecture()).items() if k != "net"}
-        model = {**arch, "loss": self._loss_name(), "optimizer": self.solver, "lr": float(self.learning_rate_init),
-                 "momentum": float(self.momentum), "weight_decay": float(self.alpha) / batch, "l1": float(self.l1)}
+        model = {k: v for k, v in self.schema_values(batch).items() if v is not None}
         config = {"model": model, "data": {"init_args": {"batch_size": batch}},
                   "trainer": {"max_epochs": int(self.max_iter)}}
         if isinstance(self.random_state, int | np.integer):

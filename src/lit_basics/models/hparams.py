@@ -166,7 +166,8 @@ def per_model_values(settings: dict[str, Any]) -> dict[str, Any]:
     return {name: settings[name] for name in names(PER_MODEL) if name in settings}
 
 
-# scikit-learn's MLPClassifier names for the schema's fields where the meaning is the same; the other
-# fields keep their names as estimator parameters (norm, residual, dropout, l1, init, ...).
+# The estimators' parameters: scikit-learn's MLPClassifier names for these schema fields (alpha maps to
+# weight_decay / batch size); every other field is an estimator parameter under its own name (norm,
+# residual, net, dropout, l1, init, ...). A test holds the estimators' signature to this.
 SKLEARN_NAMES = {"hidden_layer_sizes": "hidden_sizes", "solver": "optimizer", "learning_rate_init": "lr",
                  "max_iter": "max_epochs", "alpha": "weight_decay"}
