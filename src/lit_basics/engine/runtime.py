@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
+from lit_basics.errors import ConfigError
+
 
 def set_torch_threads(threads: int) -> None:
     """Use `threads` intra-op threads (0 keeps torch's default); 1 is fastest for tiny MLPs on a CPU."""
     if threads < 0:
-        from lit_basics.errors import ConfigError
-
         raise ConfigError(f"torch_threads={threads} must be >= 0 (0 keeps torch's default)")
     if threads > 0:
         torch.set_num_threads(threads)
@@ -50,3 +50,16 @@ def plain_fp32_single_device(trainer: Any) -> bool:
         and isinstance(strategy, SingleDeviceStrategy)
         and hasattr(progress, "optim_step_progress")
     )
+
+
+def resolve_device(device: str) -> torch.device:
+    """The device an estimator trains on: "auto" is the GPU when there is one, else the CPU; or a torch device name."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={device!r} is not a torch device; allowed: auto, cpu, cuda, cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but no GPU is available; use device='auto' or 'cpu'")
+    return resolved

@@ -21,24 +21,12 @@ from lit_basics.engine.batched import ModelSpec
 from lit_basics.engine.batched_fit import Stopping, fit_configurations
 from lit_basics.engine.hyperparameters import model_spec_values
 from lit_basics.engine.kernels import optimizer_update
+from lit_basics.engine.runtime import resolve_device
 from lit_basics.errors import ConfigError
 from lit_basics.models import hparams
 from lit_basics.models.fnn import build_network
 from lit_basics.models.losses import get_loss, output_dim, predict, probabilities
 from lit_basics.models.optimizers import validate_optimization
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto": the GPU when there is one, else the CPU; otherwise any torch device name."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device={device!r} is not a torch device; allowed: auto, cpu, cuda, cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} but no GPU is available; use device='auto' or 'cpu'")
-    return resolved
 
 
 def _numpy(t: Any) -> np.ndarray:
