@@ -80,7 +80,7 @@ def litfnn_history(settings: dict, x: torch.Tensor, y: torch.Tensor, spec: Model
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]
             if not skips_single_row(model.net, len(rows)):  # as LitFNN.training_step
-                model._optimizer_step(optimizer, x[rows], y[rows])
+                model.optimizer_step_on(optimizer, x[rows], y[rows])
         model.eval()
         with torch.no_grad():
             val_loss = float(model.loss_fn(model(x[val_rows]), y[val_rows]))
@@ -241,7 +241,7 @@ def test_litfnn_trains_the_activations_the_batched_engine_lacks(activation):
     model = LitFNN(input_dim=x.shape[1], activation=activation, lr=0.05)
     optimizer = model.configure_optimizers()
     model._direct_steps = True
-    losses = [float(model._optimizer_step(optimizer, x, y)) for _ in range(30)]
+    losses = [float(model.optimizer_step_on(optimizer, x, y)) for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
 
 

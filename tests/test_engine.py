@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lit_basics.data import DigitsDataModule, MoonsDataModule
-from lit_basics.engine import lightning_patches
-from lit_basics.models import LitFNN, lit_module
+from lit_basics.engine import chunked_steps, lightning_patches
+from lit_basics.models import LitFNN
 
 
 def _fit(epochs: int = 3, batches_per_step: int = 1, drop_last: bool = False, **model_kwargs):
@@ -37,7 +37,7 @@ def test_chunked_steps_give_identical_results(batches_per_step):
 
 def test_direct_optimizer_calls_match_lightning_wrappers(monkeypatch):
     direct = _fit(batches_per_step=0, optimizer="momentum", lr=0.05)
-    monkeypatch.setattr(lit_module, "plain_fp32_single_device", lambda trainer: False)
+    monkeypatch.setattr(chunked_steps, "plain_fp32_single_device", lambda trainer: False)
     wrapped = _fit(batches_per_step=0, optimizer="momentum", lr=0.05)
     assert direct[0]._direct_steps is True and wrapped[0]._direct_steps is False
     _assert_same_run(direct, wrapped)

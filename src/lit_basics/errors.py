@@ -11,3 +11,7 @@ def check_choice(kind: str, value: str, allowed) -> str:
         names = ", ".join(sorted(allowed))
         raise ConfigError(f"unknown {kind} {value!r}; allowed: {names}")
     return value
+
+
+class TrainingDiverged(ConfigError):
+    """The loss became NaN or infinite: stop instead of training on garbage."""

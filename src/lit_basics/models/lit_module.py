@@ -10,16 +10,16 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_basics.engine.runtime import plain_fp32_single_device
-from lit_basics.errors import ConfigError, check_choice
+from lit_basics.engine.chunked_steps import ChunkedSteps
+from lit_basics.errors import check_choice
 from lit_basics.models import hparams
-from lit_basics.models.fnn import build_network, skips_single_row, weight_matrices
+from lit_basics.models.fnn import build_network, weight_matrices
 from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
 from lit_basics.models.metrics import make_metrics
 from lit_basics.models.optimizers import make_optimizer, make_scheduler
 
 
-class LitFNN(L.LightningModule):
+class LitFNN(ChunkedSteps, L.LightningModule):
     """A network for binary or multi-class classification or regression, and how it trains.
 
     The model is `self.net`, built from the architecture fields (models/hparams.py, the schema every
@@ -46,8 +46,8 @@ class LitFNN(L.LightningModule):
         scheduler: none, step, exponential, cosine or plateau (stepped once per epoch), with `scheduler_kwargs`.
         gradient_clip_val: clip the gradient norm to this value before each step (0: no clipping).
 
-    Optimization is manual: a training step receives one minibatch `(x, y)` or a chunk
-    `(x, y, batch_size)` of consecutive minibatches and takes one optimizer step per minibatch.
+    Optimization is manual, in chunks of minibatches: engine/chunked_steps.py (ChunkedSteps) owns the
+    training step; `optimizer_step_on` here is one minibatch's step.
     """
 
     def __init__(
@@ -86,7 +86,6 @@ class LitFNN(L.LightningModule):
         self.test_metrics = make_metrics(task, num_classes, prefix="test/")
         self._sums: dict[str, torch.Tensor] = {}
         self._train_record: dict[str, list] = {"loss": [], "outputs": [], "n": []}  # per minibatch
-        self._direct_steps: bool | None = None  # decided at the first step, see training_step
         self.best = {"hp/best_val_loss": math.inf, "hp/best_val_acc": 0.0}
         self.history: list[dict[str, float]] = []  # one row of epoch metrics per training epoch
         self._fit_started = 0.0
@@ -124,36 +123,13 @@ class LitFNN(L.LightningModule):
             return logits.squeeze(-1)
         return predict(logits, "classification", self.hparams.num_classes)
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        x, y = batch[0], batch[1]  # (rows, features), (rows,)
-        size = int(batch[2]) if len(batch) > 2 else len(y)
-        if self._direct_steps is None:
-            self._direct_steps = plain_fp32_single_device(self.trainer)
-        optimizer = self.optimizers(use_pl_optimizer=not self._direct_steps)
-        steps, loss = 0, None
-        for start in range(0, len(y), size):
-            if skips_single_row(self.net, len(y[start : start + size])):
-                continue
-            loss = self._optimizer_step(optimizer, x[start : start + size], y[start : start + size])
-            steps += 1
-        if self._direct_steps:  # the bookkeeping LightningOptimizer.step would have done: global_step
-            self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(steps)
-        if loss is not None and not torch.isfinite(loss):  # one host sync per chunk, not per step
-            raise TrainingDiverged(
-                f"training diverged at epoch {self.current_epoch} (loss {float(loss)}); "
-                f"lower the learning rate (lr={self.hparams.lr:g}) or normalise the data"
-            )
-        return loss
-
-    def _optimizer_step(self, optimizer: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def optimizer_step_on(self, optimizer: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One minibatch's step: loss (+ L1), backward, clipping, the optimizer's step (L2 is its weight decay)."""
         logits = self.net(x)
         loss = self.loss_fn(logits, y)
         objective = loss + self.hparams.l1 * self.l1_penalty() if self.hparams.l1 > 0 else loss
         optimizer.zero_grad(set_to_none=True)
-        if self._direct_steps:
-            objective.backward()
-        else:
-            self.manual_backward(objective)
+        self.backward_objective(objective)
         if self.hparams.gradient_clip_val > 0:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.hparams.gradient_clip_val)
         optimizer.step()
@@ -290,10 +266,6 @@ class LitFNN(L.LightningModule):
         if hp.scheduler == "plateau":
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
-
-
-class TrainingDiverged(ConfigError):
-    """The loss became NaN or infinite: stop instead of training on garbage."""
 
 
 def load_model(checkpoint_path: str) -> LitFNN:

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 import lightning as L
 
 from lit_basics.cli import LitBasicsCLI
+from lit_basics.errors import TrainingDiverged
 from lit_basics.experiments.runs import QUIET, quiet_lightning
 from lit_basics.models import LitFNN
-from lit_basics.models.lit_module import TrainingDiverged
 
 
 @dataclass

@@ -1,0 +1,54 @@
+"""Chunked manual optimisation: the Lightning-side speed code LitFNN inherits, apart from the model.
+
+A training batch may be a chunk `(x, y, batch_size)` of consecutive minibatches (data/batching.py's
+TensorBatchLoader): one Lightning step then takes one optimizer step per minibatch, so Lightning's
+per-step overhead, which outweighs the math of a small network, is paid once per chunk. With 32-bit
+precision on one device, backward and the optimizer step are called directly (LightningOptimizer and
+manual_backward add ~50 us a step with nothing to do there; engine/runtime.py) and the global step is
+counted as Lightning would. The module supplies `optimizer_step_on(optimizer, x, y) -> loss` (one
+minibatch's step, calling `self.backward_objective`) and `net`.
+"""
+
+from typing import Any
+
+import torch
+
+from lit_basics.engine.runtime import plain_fp32_single_device
+from lit_basics.errors import TrainingDiverged
+from lit_basics.models.fnn import skips_single_row
+
+
+class ChunkedSteps:
+    """Mixin for a LightningModule with `automatic_optimization = False`."""
+
+    _direct_steps: bool | None = None  # decided at the first step
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor | None:
+        x, y = batch[0], batch[1]  # (rows, features), (rows,)
+        size = int(batch[2]) if len(batch) > 2 else len(y)
+        if self._direct_steps is None:
+            self._direct_steps = plain_fp32_single_device(self.trainer)
+        optimizer = self.optimizers(use_pl_optimizer=not self._direct_steps)
+        steps, loss = 0, None
+        for start in range(0, len(y), size):
+            if skips_single_row(self.net, len(y[start : start + size])):
+                continue
+            loss = self.optimizer_step_on(optimizer, x[start : start + size], y[start : start + size])
+            steps += 1
+        if self._direct_steps:  # the bookkeeping LightningOptimizer.step would have done: global_step
+            self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(steps)
+        if loss is not None and not torch.isfinite(loss):  # one host sync per chunk, not per step
+            raise TrainingDiverged(
+                f"training diverged at epoch {self.current_epoch} (loss {float(loss)}); "
+                f"lower the learning rate (lr={self.hparams.lr:g}) or normalise the data"
+            )
+        return loss
+
+    def backward_objective(self, objective: torch.Tensor) -> None:
+        if self._direct_steps:
+            objective.backward()
+        else:
+            self.manual_backward(objective)
+
+    def optimizer_step_on(self, optimizer: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
