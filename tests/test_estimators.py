@@ -278,3 +278,67 @@ def test_an_injected_net_trains_in_the_estimator():
     assert type(clf.module_).__name__ == "TwoLayer" and clf.score(X, y) > 0.8
     with pytest.raises(ValueError, match="model.norm='batch' has no effect on net"):
         FNNClassifier(**{**IRIS_FNN, "hidden_layer_sizes": (100,)}, net=net, norm="batch").fit(X, y)
+
+
+def _ensemble_search(X, y, n_ensemble, estimator=None, **kwargs):
+    from sklearn.model_selection import StratifiedKFold
+
+    estimator = estimator or FNNClassifier(**{**IRIS_FNN, "max_iter": 20})
+    grid = {"learning_rate_init": [0.003, 0.01, 0.03], "hidden_layer_sizes": [(8,), (16,)]}
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    return FNNSearchCV(estimator, grid, cv=cv, refit="ensemble", n_ensemble=n_ensemble, **kwargs).fit(X, y)
+
+
+def test_refit_ensemble_averages_the_fold_models_of_the_best_candidates_and_pickles_and_clones():
+    import pickle
+
+    from sklearn.base import clone
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import VotingClassifier
+
+    X, y = load_iris(return_X_y=True)
+    search = _ensemble_search(X, y, 2)
+    ensemble = search.best_estimator_
+    assert isinstance(ensemble, VotingClassifier) and len(ensemble.estimators_) == 2 * 3
+    ranks = search.cv_results_["rank_test_score"]
+    assert sorted(ranks[c] for c in search.ensemble_candidates_) == sorted(ranks)[:2]
+    mean = np.mean([m.predict_proba(X) for m in ensemble.estimators_], axis=0)
+    np.testing.assert_allclose(search.predict_proba(X), mean)
+    np.testing.assert_array_equal(search.predict(X), search.classes_[mean.argmax(1)])
+    again = pickle.loads(pickle.dumps(search))
+    np.testing.assert_array_equal(again.predict_proba(X), search.predict_proba(X))
+    refitted = clone(ensemble).fit(X, y)  # a clone is the same configurations, unfitted
+    assert len(refitted.estimators_) == 6 and refitted.score(X, y) > 0.8
+    assert search.refit_time_ == 0.0  # nothing was retrained
+
+
+def test_a_one_member_ensemble_predicts_as_its_member():
+    from sklearn.datasets import load_iris
+
+    from lit_basics.estimators.ensemble import fold_ensemble
+
+    X, y = load_iris(return_X_y=True)
+    member = FNNClassifier(**IRIS_FNN).fit(X, y)
+    ensemble = fold_ensemble([("only", member)])
+    np.testing.assert_allclose(ensemble.predict_proba(X), member.predict_proba(X))
+    np.testing.assert_array_equal(ensemble.predict(X), member.predict(X))
+
+
+def test_the_ensembles_out_of_fold_score_uses_only_held_out_folds():
+    """Labels that are noise: the fold models learn their training rows, so a score computed on rows they
+    trained on would be far above chance; held out, it stays near chance."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(150, 6)), rng.integers(0, 3, 150)
+    memorising = FNNClassifier(hidden_layer_sizes=(128,), max_iter=300, learning_rate_init=0.01, batch_size=16,
+                               random_state=0, device="cpu", n_iter_no_change=300)
+    search = _ensemble_search(X, y, 3, estimator=memorising)
+    assert search.best_estimator_.score(X, y) > 0.75  # each row was learnt by 2 of each candidate's 3 models
+    assert search.ensemble_score_ < 0.5  # chance is 1/3
+
+
+def test_refit_ensemble_refuses_a_bad_size():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="n_ensemble=0 must be an integer >= 1"):
+        _ensemble_search(X, y, 0)

@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_array
 from lit_basics.engine.batched_fit import fit_configurations
 from lit_basics.engine.grouping import SHARED, chunk_groups, group_members
 from lit_basics.engine.parallel import default_workers, run_jobs
+from lit_basics.estimators.ensemble import fold_ensemble, out_of_fold_score
 from lit_basics.estimators.fnn import FNNEstimator, Plan
 
 # block: (preprocessing setting, width)
@@ -39,11 +40,12 @@ class FNNSearchCV(GridSearchCV):
     """
 
     def __init__(self, estimator, param_grid, *, scoring=None, n_jobs=None, refit=True, cv=None, verbose=0,
-                 error_score="raise", return_train_score=False, merge_groups=None, max_models=256):
+                 error_score="raise", return_train_score=False, merge_groups=None, max_models=256, n_ensemble=5):
         super().__init__(estimator, param_grid, scoring=scoring, n_jobs=n_jobs, refit=refit, cv=cv, verbose=verbose,
                          error_score=error_score, return_train_score=return_train_score)
         self.merge_groups = merge_groups
         self.max_models = max_models
+        self.n_ensemble = n_ensemble
 
     def _split_estimator(self) -> tuple[Pipeline | None, str, FNNEstimator]:
         """(preprocessing pipeline or None, the FNN step's name, the FNN estimator)."""
@@ -78,6 +80,10 @@ class FNNSearchCV(GridSearchCV):
             raise ValueError("FNNSearchCV requires y to be passed, but the target y is None")
         if not (isinstance(self.error_score, str) and self.error_score == "raise"):
             raise ValueError(f"error_score={self.error_score!r} is not supported; allowed: 'raise'")
+        ensemble = isinstance(self.refit, str) and self.refit == "ensemble"
+        if ensemble and not (isinstance(self.n_ensemble, int | np.integer) and not isinstance(self.n_ensemble, bool)
+                             and self.n_ensemble >= 1):
+            raise ValueError(f"n_ensemble={self.n_ensemble!r} must be an integer >= 1")
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
         prep, name, fnn = self._split_estimator()
@@ -108,11 +114,27 @@ class FNNSearchCV(GridSearchCV):
             except ValueError as err:  # error_score "raise"
                 raise ValueError(f"candidate {candidates[c]} on fold {k}: {err}") from None
             model = est if prep is None else Pipeline([*data.prep(split[c][0], k).steps, (name, est)])
-            return self._score(model, X, y, splits[k], scorers, seconds + data.seconds(split[c][0], k))
+            scores = self._score(model, X, y, splits[k], scorers, seconds + data.seconds(split[c][0], k))
+            return {**scores, "estimator": model} if ensemble else scores
 
         out = self._train(plans, blocks, data, targets, 0 if classes is None else len(classes), evaluate)
+        fitted = {model: result.pop("estimator") for model, result in zip(models, out, strict=True)
+                  if "estimator" in result}
         self._finish(X, y, candidates, out, scorers, refit_metric)
+        if ensemble:
+            self._ensemble(X, y, fitted, splits, refit_metric)
         return self
+
+    def _ensemble(self, X: Any, y: Any, fitted: dict[tuple[int, int], Any], splits: list, metric: str) -> None:
+        """best_estimator_: the fold models of the n_ensemble best-ranked candidates, averaged."""
+        ranks = self.cv_results_[f"rank_test_{metric}"]
+        order = sorted(range(len(ranks)), key=lambda c: (ranks[c], c))
+        chosen = order[: int(self.n_ensemble)]
+        self.ensemble_candidates_ = chosen
+        self.ensemble_score_ = out_of_fold_score(fitted, chosen, X, y, splits)
+        self.best_estimator_ = fold_ensemble([(f"candidate{c}_fold{k}", fitted[(c, k)]) for c in chosen
+                                              for k in range(len(splits))])
+        self.refit_time_ = 0.0
 
     def _train(self, plans: list[Plan], blocks: list[tuple], data: "_Folds", targets: np.ndarray, num_classes: int,
                evaluate: Callable[..., dict]) -> list[dict]:
@@ -160,15 +182,18 @@ class FNNSearchCV(GridSearchCV):
         """cv_results_, best_* and the refit, as GridSearchCV.fit ends."""
         results = self._format_results(candidates, self.n_splits_, out, defaultdict(list))
         self.multimetric_ = isinstance(out[0]["test_scores"], dict)
+        if self.multimetric_ and self.refit == "ensemble":
+            raise ValueError("refit='ensemble' needs one scorer (it ranks candidates by it); got several")
         if callable(self.scoring) and self.multimetric_:
             self._check_refit_for_multimetric(out[0]["test_scores"])
             refit_metric = self.refit
-        if self.refit or not self.multimetric_:
-            self.best_index_ = self._select_best_index(self.refit, refit_metric, results)
-            if not callable(self.refit):
+        refit = True if self.refit == "ensemble" else self.refit
+        if refit or not self.multimetric_:
+            self.best_index_ = self._select_best_index(refit, refit_metric, results)
+            if not callable(refit):
                 self.best_score_ = results[f"mean_test_{refit_metric}"][self.best_index_]
             self.best_params_ = results["params"][self.best_index_]
-        if self.refit:
+        if self.refit and self.refit != "ensemble":
             self.best_estimator_ = clone(self.estimator).set_params(**clone(self.best_params_, safe=False))
             started = time.perf_counter()
             self.best_estimator_.fit(X, y)
