@@ -342,3 +342,12 @@ def test_refit_ensemble_refuses_a_bad_size():
     X, y = load_iris(return_X_y=True)
     with pytest.raises(ValueError, match="n_ensemble=0 must be an integer >= 1"):
         _ensemble_search(X, y, 0)
+
+
+@pytest.mark.parametrize("n_jobs", [0, 1.5, True])
+def test_searchcv_validates_n_jobs_as_gridsearchcv(n_jobs):
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match=f"n_jobs={n_jobs!r} must be None, a positive integer"):
+        FNNSearchCV(FNNClassifier(**IRIS_FNN), {"alpha": [0.0]}, cv=2, n_jobs=n_jobs).fit(X, y)

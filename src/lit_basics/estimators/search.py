@@ -6,6 +6,8 @@ tune.py uses (engine/grouping.py), in worker processes on a CPU, on the GPU when
 scores, `cv_results_`, best candidate and refit are GridSearchCV's own code.
 """
 
+import numbers
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -80,6 +82,10 @@ class FNNSearchCV(GridSearchCV):
             raise ValueError("FNNSearchCV requires y to be passed, but the target y is None")
         if not (isinstance(self.error_score, str) and self.error_score == "raise"):
             raise ValueError(f"error_score={self.error_score!r} is not supported; allowed: 'raise'")
+        if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)
+                                        or self.n_jobs == 0):
+            raise ValueError(f"n_jobs={self.n_jobs!r} must be None, a positive integer or a negative one "
+                             "(-1: every core), as GridSearchCV's")
         ensemble = isinstance(self.refit, str) and self.refit == "ensemble"
         if ensemble and not (isinstance(self.n_ensemble, int | np.integer) and not isinstance(self.n_ensemble, bool)
                              and self.n_ensemble >= 1):
@@ -144,7 +150,8 @@ class FNNSearchCV(GridSearchCV):
         merge = torch.cuda.is_available() if self.merge_groups is None else self.merge_groups
         settings = [{**p.settings, "patience": p.stopping.patience, "min_delta": p.stopping.min_delta,
                      "keep_best": p.stopping.keep_best, "block": block} for p, block in zip(plans, blocks, strict=True)]
-        workers = self.n_jobs if self.n_jobs and self.n_jobs > 0 else default_workers()
+        workers = default_workers() if self.n_jobs is None else (
+            self.n_jobs if self.n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + self.n_jobs))  # joblib's rule
         chunks = chunk_groups(group_members(settings, [0], merge, shared=GROUP_SHARED), workers, self.max_models)
         y = torch.as_tensor(targets)
 
