@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from lit_basics.checkpoint_io import verify_digest
 from lit_basics.errors import ConfigError
 
 ARCHITECTURE_KEYS = ("task", "input_dim", "num_classes", "hidden_sizes", "activation")
@@ -27,6 +28,7 @@ def read_checkpoint(path: str) -> dict[str, Any]:
         raise describe_checkpoint_error(path, err) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"checkpoint {path!r} is not a Lightning checkpoint (no state_dict)")
+    verify_digest(path, checkpoint)
     return checkpoint
 
 

@@ -1,6 +1,7 @@
 """LitBasicsCLI: LightningCLI with the FNN, any registered DataModule, linked sizes and a final test."""
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -229,9 +230,11 @@ class LitBasicsCLI(LightningCLI):
         self.metrics = _floats(self.trainer.callback_metrics)
         if self.trainer.is_global_zero:
             print_metrics_table(self.metrics)
+        check_finite(self.metrics, "test", self.config_init["test"].get("ckpt_path"))
 
     def after_validate(self) -> None:
         self.metrics = _floats(self.trainer.callback_metrics)
+        check_finite(self.metrics, "validate", self.config_init["validate"].get("ckpt_path"))
 
 
 def import_class(class_path: str) -> type:
@@ -242,6 +245,14 @@ def import_class(class_path: str) -> type:
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
+
+
+def check_finite(metrics: dict[str, float], subcommand: str, checkpoint: Any) -> None:
+    """A test or validate run whose loss or metrics are NaN or infinite did not measure anything: exit non-zero."""
+    bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"{subcommand} of checkpoint {str(checkpoint)!r} gave non-finite results ({', '.join(bad)}): "
+                          "its weights are NaN or infinite, or the data holds values the model cannot score")
 
 
 def print_metrics_table(metrics: dict[str, Any]) -> None:
