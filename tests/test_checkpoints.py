@@ -86,3 +86,14 @@ def test_memory_estimate_counts_parameters_and_activations():
     params, needed = estimate_bytes(4, [10], 3, batch_size=8, eval_batch_size=16, training=True)
     assert params == 4 * 10 + 10 + 10 * 3 + 3
     assert needed == 4 * (params * 4 + max(8 * 10 * 3, 16 * 10 * 2))
+
+
+def test_last_ckpt_is_the_last_epoch_and_test_last_scores_it(iris_run, workdir):
+    run = iris_run["root"] / iris_run["log_dir"] / "checkpoints"
+    last, best = (torch.load(run / name, weights_only=True) for name in ("last.ckpt", "best.ckpt"))
+    assert epochs_done(last) == iris_run["epochs"] == len(iris_run["history"])
+    assert best["epoch"] < last["epoch"] == iris_run["epochs"] - 1  # early stopping ran on past the best
+    shutil.copytree(iris_run["root"] / "logs", workdir / "logs")
+    explicit = run_cli("test", "--config", config("iris"), "--ckpt_path", str(run / "last.ckpt"))
+    latest = run_cli("test", "--config", config("iris"), "--ckpt_path", "last")
+    assert latest["test/loss"] == explicit["test/loss"] != iris_run["test/loss"]  # iris_run tested the best

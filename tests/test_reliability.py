@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lit_basics.checkpoint_io import stamp_digest
 from lit_basics.cli import cli_main
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.commands import compare_main, tune_main
@@ -78,9 +79,13 @@ def write_artifact_cases(tmp: Path, checkpoint: Path) -> None:
     rows = [",".join(f"{v:.3f}" for v in rng.normal(size=4)) + f",{i % 3}" for i in range(60)]
     (tmp / "four.csv").write_text("p,q,r,s,label\n" + "\n".join(rows) + "\n")  # iris's shape, other data
     old = torch.load(checkpoint, weights_only=True)
-    del old["IrisDataModule"]["identity"]
+    del old["IrisDataModule"]["identity"], old["lit_basics_digest"]  # an older version wrote neither
     torch.save(old, tmp / "old.ckpt")
     torch.save({"state_dict": {}, "path": PurePosixPath("a")}, tmp / "objects.ckpt")
+    write_flipped_checkpoint(checkpoint, tmp / "flipped.ckpt")
+    nan = torch.load(checkpoint, weights_only=True)
+    nan["state_dict"] = {k: torch.full_like(v, float("nan")) for k, v in nan["state_dict"].items()}
+    torch.save(stamp_digest(nan), tmp / "nan.ckpt")  # consistent digest: only the metrics can tell
     (tmp / "afolder").mkdir()
     (tmp / "afile").write_text("not a folder")
     (tmp / "escape_experiment.yaml").write_text(f"name: ../escape\nbase: {config('moons')}\nvariants:\n  a: {{}}\n")
@@ -91,6 +96,20 @@ def write_artifact_cases(tmp: Path, checkpoint: Path) -> None:
     study.set_user_attr("search", other)
     older = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp / 'old_study.db'}")
     older.enqueue_trial({"width": 4})
+
+
+def write_flipped_checkpoint(source: Path, target: Path, count: int = 64) -> None:
+    """`source` with `count` bytes of its largest tensor inverted in place (torch does not check the zip CRC)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(source) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(source.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length  # the stored (uncompressed) tensor bytes
+    data[start: start + count] = bytes(b ^ 0xFF for b in data[start: start + count])
+    target.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize(("case", "command", "args", "message"), CASES, ids=[c[0] for c in CASES])
@@ -171,28 +190,41 @@ def test_same_seed_gives_identical_fits(workdir):
     assert first["test/acc"] == second["test/acc"]
 
 
-def test_a_crash_while_writing_never_corrupts_the_last_checkpoint(iris_run, workdir, monkeypatch):
-    import fsspec.implementations.local as local
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_says_so(workdir, monkeypatch, capsys):
+    """The save is written beside its final name (observable: the handle's name), fails half-way, and the
+    checkpoints folder is left exactly as it was before that save, with no temporary file."""
+    import errno
 
-    model = load_model(str(iris_run["root"] / iris_run["best_model_path"]))
-    path = workdir / "last.ckpt"
-    shutil.copyfile(iris_run["root"] / iris_run["best_model_path"], path)
-    before = path.read_bytes()
+    from lit_basics import atomic_files
+    from lit_basics.checkpoints import read_checkpoint
 
-    def half_then_crash(self, data):
-        original(self, data[: len(data) // 2])
-        raise OSError("disk full")
+    seen: list[Path] = []
+    before: dict[str, bytes] = {}
+    original = atomic_files.write_chunk
 
-    original = local.LocalFileOpener.write
-    monkeypatch.setattr(local.LocalFileOpener, "write", half_then_crash)
-    import lightning as L
+    def fill_the_disk_at_the_third_save(handle, data):
+        seen.append(Path(handle.name))
+        if len(seen) < 3:
+            return original(handle, data)
+        before.update({p.name: p.read_bytes() for p in Path(handle.name).parent.glob("*.ckpt")})
+        original(handle, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, max_epochs=1)
-    trainer.strategy.connect(model)
-    with pytest.raises(OSError, match="disk full"):
-        trainer.save_checkpoint(path)
-    assert path.read_bytes() == before
-    assert torch.load(path, weights_only=True)["state_dict"]
+    monkeypatch.setattr(atomic_files, "write_chunk", fill_the_disk_at_the_third_save)
+    with pytest.raises(SystemExit) as info:
+        cli_main([*_moons_args(workdir / "logs"), "--trainer.max_epochs=5"])
+    assert info.value.code == 2
+    folder = workdir / "logs/moons/version_0/checkpoints"
+    failed = seen[-1]
+    assert failed.parent == folder and failed.name.startswith(".") and failed.name.endswith(f".{os.getpid()}.tmp")
+    final = folder / failed.name[1:].rsplit(".", 2)[0]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: cannot write {str(final)!r}: no space left on device (ENOSPC); "
+                       "the previous file, if any, is unchanged")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(before)  # no temporary file left
+    assert {p.name: p.read_bytes() for p in folder.glob("*.ckpt")} == before
+    for path in folder.glob("*.ckpt"):
+        assert read_checkpoint(str(path))["state_dict"]  # loads and its digest verifies
 
 
 def test_checkpoints_load_with_weights_only(workdir):

@@ -2,8 +2,9 @@
 
 `AtomicCheckpointIO` (configs/trainer/default.yaml's `trainer.plugins`) replaces Lightning's default
 writer, which writes a temporary file under $TMPDIR and copies it into logs/ (a kill during the copy
-across filesystems left a 0-byte `last.ckpt`). Each checkpoint records a sha256 of its state_dict's
-tensors; reading one whose weights changed (torch does not check the zip's CRC) is refused in one line.
+across filesystems left a 0-byte `last.ckpt`). Each checkpoint records a sha256 of its
+contents (weights, optimizer state, fitted preprocessing); reading one whose tensors changed (torch
+does not check the zip's CRC) is refused in one line.
 """
 
 import hashlib
@@ -19,35 +20,40 @@ from lit_basics.errors import ConfigError
 DIGEST_KEY = "lit_basics_digest"
 
 
-def state_digest(state_dict: dict[str, Any]) -> str:
-    """sha256 over each tensor's name, dtype, shape and bytes, in key order."""
+def tensors_digest(checkpoint: dict[str, Any]) -> str:
+    """sha256 over the whole checkpoint but its digest: each tensor's place, dtype, shape and bytes, each
+    plain value's repr (weights, optimizer state and the DataModule's fitted preprocessing alike)."""
     digest = hashlib.sha256()
-    for key in sorted(state_dict):
-        value = state_dict[key]
-        digest.update(key.encode())
-        if isinstance(value, torch.Tensor):
-            tensor = value.detach().cpu().contiguous()
-            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-        else:
-            digest.update(repr(value).encode())
+    _update(digest, "", {k: v for k, v in checkpoint.items() if k != DIGEST_KEY})
     return digest.hexdigest()
 
 
+def _update(digest: Any, where: str, value: Any) -> None:
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            _update(digest, f"{where}.{key}", value[key])
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _update(digest, f"{where}.{i}", item)
+    elif isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{where}:{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    else:
+        digest.update(f"{where}={value!r}".encode())
+
+
 def stamp_digest(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Record the state_dict's digest in the checkpoint (in place) and return it."""
-    if isinstance(checkpoint.get("state_dict"), dict):
-        checkpoint[DIGEST_KEY] = {"state_dict_sha256": state_digest(checkpoint["state_dict"])}
+    """Record the tensors' digest in the checkpoint (in place) and return it."""
+    checkpoint[DIGEST_KEY] = {"tensors_sha256": tensors_digest(checkpoint)}
     return checkpoint
 
 
 def verify_digest(path: str, checkpoint: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose weights are not the ones it recorded (one without a digest passes: older)."""
-    recorded = (checkpoint.get(DIGEST_KEY) or {}).get("state_dict_sha256")
-    if recorded is None or not isinstance(checkpoint.get("state_dict"), dict):
-        return
-    if state_digest(checkpoint["state_dict"]) != recorded:
-        raise ConfigError(f"checkpoint {str(path)!r} is corrupt: its weights do not match the digest it recorded "
+    """Refuse a checkpoint whose tensors are not the ones it recorded (one without a digest passes: older)."""
+    recorded = (checkpoint.get(DIGEST_KEY) or {}).get("tensors_sha256")
+    if recorded is not None and tensors_digest(checkpoint) != recorded:
+        raise ConfigError(f"checkpoint {str(path)!r} is corrupt: its tensors do not match the digest it recorded "
                           "when it was written; use another checkpoint of the run or retrain")
 
 
