@@ -88,6 +88,12 @@ def write_artifact_cases(tmp: Path, checkpoint: Path) -> None:
     torch.save(stamp_digest(nan), tmp / "nan.ckpt")  # consistent digest: only the metrics can tell
     (tmp / "afolder").mkdir()
     (tmp / "afile").write_text("not a folder")
+    (tmp / "runs/moons/version_0").mkdir(parents=True)
+    (tmp / "runs/moons/version_0/checkpoints").write_text("not a folder")
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9))
+    (tmp / "bomb.yaml").write_text(laughs)  # 10**10 nodes once expanded
+    (tmp / "bomb_search.yaml").write_text(f"name: s\nbase: {config('iris')}\nspace:\n  width: [4, 8]\n" + laughs)
     (tmp / "escape_experiment.yaml").write_text(f"name: ../escape\nbase: {config('moons')}\nvariants:\n  a: {{}}\n")
     spec = load_search(tmp / "search.yaml")
     other = search_settings(spec, validate_search(spec))  # the same data and engine: only the space differs
@@ -225,6 +231,39 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_says_so(wor
     assert {p.name: p.read_bytes() for p in folder.glob("*.ckpt")} == before
     for path in folder.glob("*.ckpt"):
         assert read_checkpoint(str(path))["state_dict"]  # loads and its digest verifies
+
+
+def test_a_full_disk_during_the_final_test_logging_is_one_line(workdir, monkeypatch, capsys):
+    import errno
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    original = TensorBoardLogger.log_metrics
+
+    def full_at_test(self, metrics, step=None):
+        if any(key.startswith("test/") for key in metrics):
+            raise OSError(errno.ENOSPC, "No space left on device", f"{self.log_dir}/events.out.tfevents")
+        return original(self, metrics, step)
+
+    monkeypatch.setattr(TensorBoardLogger, "log_metrics", full_at_test)
+    with pytest.raises(SystemExit) as info:
+        cli_main([*_moons_args(workdir / "logs"), "--trainer.max_epochs=2"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: cannot write '{workdir}/logs/moons/version_0/events.out.tfevents': "
+                       "no space left on device (ENOSPC)")
+    assert (workdir / "logs/moons/version_0/checkpoints/last.ckpt").is_file()  # the fit's work is kept
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_accelerator_gpu_without_one_is_one_line(workdir, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli_main(["fit", "--config", config("moons"), "--trainer.accelerator=gpu", *QUIET])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --trainer.accelerator=gpu: this machine has no GPU that torch can use; "
+        "use --trainer.accelerator auto or cpu")
+    assert not Path("logs").exists()
 
 
 def test_checkpoints_load_with_weights_only(workdir):

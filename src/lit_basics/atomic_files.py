@@ -106,3 +106,23 @@ def describe_os_error(err: OSError) -> str:
     name = errno.errorcode.get(err.errno or 0)
     text = (err.strerror or str(err) or type(err).__name__).lower()
     return f"{text} ({name})" if name else text
+
+
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
+def find_disk_error(err: BaseException | None) -> OSError | None:
+    """The full-disk (or read-only, quota, I/O) OSError behind `err`, if that is what stopped a command."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in DISK_ERRORS:
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def describe_disk_error(err: OSError, where: str | None = None) -> str:
+    """`cannot write 'logs/x/events...': no space left on device (ENOSPC)`."""
+    target = err.filename or where
+    return f"cannot write{f' {str(target)!r}' if target else ''}: {describe_os_error(err)}"

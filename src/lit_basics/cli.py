@@ -15,6 +15,7 @@ from jsonargparse import ArgumentError
 from lightning import LightningDataModule
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
+from lit_basics.atomic_files import describe_disk_error, find_disk_error
 from lit_basics.callbacks import FitInterrupted
 from lit_basics.checkpoints import (
     check_resume,
@@ -25,8 +26,13 @@ from lit_basics.checkpoints import (
     read_checkpoint,
 )
 from lit_basics.cli_arguments import (
+    check_accelerator,
     check_logger_folder,
     check_max_epochs,
+    check_run_folders,
+    check_seed,
+    check_trainer_limits,
+    check_yaml_sizes,
     describe_parse_error,
     expand_dataset_names,
     quote_text_lists,
@@ -70,6 +76,7 @@ class LitBasicsCLI(LightningCLI):
         self.metrics: dict[str, Any] = {}
         lightning_patches.apply()
         args = quote_text_lists(expand_dataset_names(sys.argv[1:] if args is None else args))
+        check_yaml_sizes(args)
         self._with_subcommands = run
         defaults = [str(TRAINER_DEFAULTS)] if TRAINER_DEFAULTS.is_file() else []
         parser_kwargs = {"default_config_files": defaults, "exit_on_error": False}
@@ -93,6 +100,8 @@ class LitBasicsCLI(LightningCLI):
             super().parse_arguments(parser, args)
         except ArgumentError as err:
             raise ConfigError(describe_parse_error(err, parser, args)) from None
+        subcommand = self.config.get("subcommand")
+        check_seed(self.config[subcommand] if subcommand else self.config)
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI puts the checkpoint's model hyperparameters in place of the config's: say which changed.
@@ -142,8 +151,10 @@ class LitBasicsCLI(LightningCLI):
                               else getattr(data_class, "name", data_class.__name__.lower()))
         set_torch_threads(config.get("torch_threads") or 0)
         check_logger_folder(init_args)
+        check_accelerator(config.trainer)
         if self.subcommand in ("fit", None):  # None: run=False, a fit that compare.py or tune.py runs
             check_max_epochs(config.trainer)
+            check_trainer_limits(config.trainer)
         if config.get("ckpt_path") == "last":
             resume_last(config)
         if torch.cuda.is_available():
@@ -190,6 +201,7 @@ class LitBasicsCLI(LightningCLI):
         log_dir = self.trainer.log_dir
         existed = log_dir is not None and Path(log_dir).exists()
         try:
+            check_run_folders(self.trainer, subcommand)
             self.check_checkpoint(subcommand)
             super()._run_subcommand(subcommand)
         except BaseException as err:
@@ -277,10 +289,10 @@ def cli_main(args: ArgsType = None) -> dict[str, Any]:
         print(f"interrupted: {stop}", file=sys.stderr)
         raise SystemExit(stop.code) from None
     except Exception as err:
-        config_error = find_config_error(err)
-        if config_error is None:
+        config_error, disk_error = find_config_error(err), find_disk_error(err)
+        if config_error is None and disk_error is None:
             raise
-        print(f"error: {config_error}", file=sys.stderr)
+        print(f"error: {config_error or describe_disk_error(disk_error)}", file=sys.stderr)
         raise SystemExit(2) from None
     end_process_group()
     return cli.metrics
