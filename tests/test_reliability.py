@@ -89,6 +89,9 @@ def write_artifact_cases(tmp: Path, checkpoint: Path) -> None:
     (tmp / "afolder").mkdir()
     (tmp / "afile").write_text("not a folder")
     (tmp / "runs/moons/version_0").mkdir(parents=True)
+    (tmp / "rep").mkdir()
+    (tmp / "rep/s").write_text("not a folder")
+    (tmp / "s_experiment.yaml").write_text(f"name: s\nbase: {config('moons')}\nvariants:\n  a: {{}}\n")
     (tmp / "runs/moons/version_0/checkpoints").write_text("not a folder")
     laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9))
@@ -183,6 +186,23 @@ def test_a_diverging_run_stops_with_a_clear_message(workdir, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: training diverged at epoch 0 (loss nan)") and "lr=1e+06" in err
+
+
+def test_compare_after_sigterm_names_its_own_way_to_continue(workdir):
+    (workdir / "e.yaml").write_text(f"name: e\nbase: {config('moons')}\nseeds: [0]\nvariants:\n  a: {{}}\n"
+                                    "common:\n  data.n_samples: 3000\n  trainer.max_epochs: 50\n")
+    process = subprocess.Popen([sys.executable, str(REPO / "scripts/compare.py"), "--config", "e.yaml",
+                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               cwd=workdir)
+    last = workdir / "logs/e/a/seed_0/checkpoints/last.ckpt"
+    _wait_for(lambda: last.exists() or process.poll() is not None)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("interrupted: SIGTERM: stopped before epoch ") and "--ckpt_path" not in line
+    assert line.endswith("compare.py keeps no partial results: run the same compare.py command again "
+                         "(every run starts anew)")
 
 
 def test_same_seed_gives_identical_fits(workdir):

@@ -100,11 +100,11 @@ class FitInterrupted(SystemExit):
     def __init__(self, signum: int, epoch: int, checkpoint: str) -> None:
         super().__init__(128 + signum)
         self.signum, self.epoch, self.checkpoint = signum, epoch, checkpoint
+        self.hint = (f"resumable checkpoint {checkpoint} "
+                     "(continue with the same command and --ckpt_path last)")
 
     def __str__(self) -> str:
-        name = signal.Signals(self.signum).name
-        return (f"{name}: stopped before epoch {self.epoch}; resumable checkpoint {self.checkpoint} "
-                "(continue with the same command and --ckpt_path last)")
+        return f"{signal.Signals(self.signum).name}: stopped before epoch {self.epoch}; {self.hint}"
 
 
 class GracefulStop(Callback):

@@ -278,14 +278,17 @@ def print_metrics_table(metrics: dict[str, Any]) -> None:
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 
 
-def cli_main(args: ArgsType = None) -> dict[str, Any]:
+def cli_main(args: ArgsType = None, resume_hint: str | None = None) -> dict[str, Any]:
     """Run the CLI (in-process when `args` is a list) and return its final metrics.
 
+    `resume_hint` replaces "continue with --ckpt_path last" after Ctrl-C/SIGTERM for a command that
+    runs this CLI itself (compare.py).
     A ConfigError (a bad value) is printed as one line and exits with status 2.
     """
     try:
         cli = LitBasicsCLI(args=args)
     except FitInterrupted as stop:
+        stop.hint = resume_hint or stop.hint
         print(f"interrupted: {stop}", file=sys.stderr)
         raise SystemExit(stop.code) from None
     except Exception as err:
