@@ -398,7 +398,7 @@ def test_a_full_disk_under_the_reports_and_the_study_is_one_line(workdir, monkey
         _tune(search, "--no-refit")
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: cannot write 'reports/tiny_search/trials.csv': no space left on device (ENOSPC); "
+        "error: cannot write 'reports/tiny_search/trials.csv': no space left on device (ENOSPC); "
         "the previous file, if any, is unchanged")
     assert not list(Path("reports/tiny_search").glob(".*.tmp"))
     disk_full[0] = False
