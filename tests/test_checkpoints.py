@@ -97,3 +97,60 @@ def test_last_ckpt_is_the_last_epoch_and_test_last_scores_it(iris_run, workdir):
     explicit = run_cli("test", "--config", config("iris"), "--ckpt_path", str(run / "last.ckpt"))
     latest = run_cli("test", "--config", config("iris"), "--ckpt_path", "last")
     assert latest["test/loss"] == explicit["test/loss"] != iris_run["test/loss"]  # iris_run tested the best
+
+
+def _fit_iris(*args: str) -> dict:
+    return run_cli("fit", "--config", config("iris"), "--trainer.max_epochs=2", *args)
+
+
+def _refused(capsys, *args: str) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        _fit_iris(*args)
+    assert info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_resume_last_takes_the_run_of_this_identity_in_its_own_folder(workdir, capsys):
+    _fit_iris()
+    _fit_iris("--model.lr=0.1")  # newer, another identity
+    resumed = _fit_iris("--trainer.max_epochs=3", "--ckpt_path", "last")
+    assert resumed["log_dir"] == "logs/iris/version_0" and len(resumed["history"]) == 3
+    assert (workdir / "logs/iris/version_0/run_identity.json").is_file()
+    line = _refused(capsys, "--trainer.max_epochs=4", "--ckpt_path", "last", "--model.lr=0.5")  # newest first
+    assert line == ("error: --ckpt_path last: no run under logs/iris has this configuration; "
+                    "version_0: model.lr=0.03 there, 0.5 here | version_1: model.lr=0.1 there, 0.5 here; "
+                    "pass the run's settings, or drop --ckpt_path to start a new run")
+    explicit = "logs/iris/version_1/checkpoints/last.ckpt"
+    continued = _fit_iris("--trainer.max_epochs=3", "--ckpt_path", explicit, "--model.lr=0.1")
+    assert continued["log_dir"] == "logs/iris/version_1" and len(continued["history"]) == 3
+    assert not (workdir / "logs/iris/version_2").exists()
+
+
+def test_a_resume_with_changed_settings_is_refused_naming_both_values(workdir, capsys):
+    _fit_iris()
+    last = "logs/iris/version_0/checkpoints/last.ckpt"
+    line = _refused(capsys, "--trainer.max_epochs=4", "--ckpt_path", last, "--model.lr=0.5")
+    assert line.startswith(f"error: fit --ckpt_path '{last}': the checkpoint was trained with lr 0.03 (config: 0.5); "
+                           "a resume may change only trainer.max_epochs, EarlyStopping patience")
+    line = _refused(capsys, "--trainer.max_epochs=4", "--ckpt_path", last, "--data.batch_size=16")
+    assert line.startswith("error: fit --ckpt_path: run 'logs/iris/version_0' was trained with other settings: "
+                           "data.batch_size=8 there, 16 here")
+    line = _refused(capsys, "--trainer.max_epochs=4", "--ckpt_path", last, "--trainer.min_epochs=1")
+    assert "trainer.min_epochs=None there, 1 here" in line
+    assert len(_fit_iris("--trainer.max_epochs=4", "--ckpt_path", last)["history"]) == 4  # max_epochs may change
+
+
+def test_a_second_process_on_a_run_folder_is_refused(workdir, capsys):
+    import os
+
+    _fit_iris()
+    lock = workdir / "logs/iris/version_0/.lock"
+    lock.write_text(str(os.getppid()))  # a live process other than this one holds the run
+    line = _refused(capsys, "--trainer.max_epochs=3", "--ckpt_path", "last")
+    assert line == (f"error: run folder 'logs/iris/version_0' is in use by process {os.getppid()} (its .lock); "
+                    "wait for it to finish, or write another run")
+    assert lock.read_text() == str(os.getppid())  # the holder's lock is left alone
+    lock.write_text("999999999")  # a holder that died: taken over, and released at the end
+    assert len(_fit_iris("--trainer.max_epochs=3", "--ckpt_path", "last")["history"]) == 3
+    assert not lock.exists()

@@ -1,5 +1,6 @@
 """LitBasicsCLI: LightningCLI with the FNN, any registered DataModule, linked sizes and a final test."""
 
+import contextlib
 import logging
 import math
 import os
@@ -33,6 +34,7 @@ from lit_basics.cli_arguments import (
     check_seed,
     check_trainer_limits,
     check_yaml_sizes,
+    continue_run,
     describe_parse_error,
     expand_dataset_names,
     quote_text_lists,
@@ -43,6 +45,7 @@ from lit_basics.engine.runtime import set_torch_threads
 from lit_basics.errors import ConfigError
 from lit_basics.memory import check_fits
 from lit_basics.models import LitFNN
+from lit_basics.run_identity import RESUMABLE, identity_of, is_launcher, run_lock, write_identity
 
 CONFIG_DIR = Path(os.environ.get("LIT_BASICS_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
 TRAINER_DEFAULTS = CONFIG_DIR / "trainer" / "default.yaml"
@@ -122,6 +125,10 @@ class LitBasicsCLI(LightningCLI):
         after = self.config[subcommand].model.as_dict()
         changed = [f"{key} {after[key]!r} (config: {before[key]!r})" for key in sorted(after)
                    if key in before and key not in LINKED_FROM_DATA and after[key] != before[key]]
+        if changed and subcommand == "fit":
+            raise ConfigError(f"fit --ckpt_path {self.config.fit.ckpt_path!r}: the checkpoint was trained with "
+                              f"{'; '.join(changed[:3])}; a resume may change only {', '.join(RESUMABLE)}; resume with "
+                              "the run's settings, or drop --ckpt_path to start a new run")
         if changed:
             print(f"note: the checkpoint's model settings are used: {'; '.join(changed)}", file=sys.stderr)
 
@@ -156,7 +163,9 @@ class LitBasicsCLI(LightningCLI):
             check_max_epochs(config.trainer)
             check_trainer_limits(config.trainer)
         if config.get("ckpt_path") == "last":
-            resume_last(config)
+            resume_last(config, fit=self.subcommand == "fit")
+        if self.subcommand == "fit" and config.get("ckpt_path"):
+            continue_run(config)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
 
@@ -203,7 +212,8 @@ class LitBasicsCLI(LightningCLI):
         try:
             check_run_folders(self.trainer, subcommand)
             self.check_checkpoint(subcommand)
-            super()._run_subcommand(subcommand)
+            with run_lock(log_dir) if subcommand == "fit" and log_dir else contextlib.nullcontext():
+                super()._run_subcommand(subcommand)
         except BaseException as err:
             if log_dir and not existed and not any(Path(log_dir).rglob("*.ckpt")):
                 shutil.rmtree(log_dir, ignore_errors=True)
@@ -214,6 +224,8 @@ class LitBasicsCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._fit_start = time.perf_counter()
+        if self.trainer.log_dir and is_launcher():
+            write_identity(self.trainer.log_dir, identity_of(self.config["fit"]))
 
     def after_fit(self) -> None:
         fit_seconds = time.perf_counter() - self._fit_start

@@ -83,22 +83,42 @@ def _parsers(parser: Any, args: ArgsType) -> list[Any]:
     return chosen[:1] or [parser]
 
 
-def resume_last(config: Any) -> None:
-    """`--ckpt_path last`: the newest last.ckpt of this config's runs; the run continues in its folder."""
-    logger = config.trainer.get("logger")
-    init_args = getattr(logger, "init_args", None)
-    if init_args is None:
-        raise ConfigError("--ckpt_path last needs a TensorBoard logger (its folder holds the runs to resume)")
+def resume_last(config: Any, fit: bool) -> None:
+    """`--ckpt_path last`: the newest last.ckpt of a run with this config's identity; the run continues in its folder.
+
+    For fit the whole identity must match (data, model, seed, trainer limits); for test, validate and
+    predict the data and model (lit_basics.run_identity).
+    """
+    from lit_basics.run_identity import choose_run, identity_of, logger_version
+
+    init_args = _logger_init_args(config)
     base = Path(init_args.get("save_dir") or "logs") / (init_args.get("name") or "")
     version = init_args.get("version")
     pattern = f"{version if isinstance(version, str) else f'version_{version}'}" if version is not None else "*"
-    candidates = sorted(base.glob(f"{pattern}/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise ConfigError(f"--ckpt_path last: no {base}/{pattern}/checkpoints/last.ckpt to resume from")
-    last = candidates[-1]
-    run = last.parent.parent.name
-    init_args.version = int(run.removeprefix("version_")) if re.fullmatch(r"version_\d+", run) else run
+    last = choose_run(base, pattern, identity_of(config), fit)
+    init_args.version = logger_version(last.parent.parent.name)
     config.ckpt_path = str(last)
+
+
+def continue_run(config: Any) -> None:
+    """`fit --ckpt_path RUN/checkpoints/x.ckpt` continues in RUN's own folder, with RUN's settings."""
+    from lit_basics.run_identity import check_resume_identity, identity_of, logger_version, run_folder_of
+
+    init_args = _logger_init_args(config)
+    base = Path(init_args.get("save_dir") or "logs") / (init_args.get("name") or "")
+    run = run_folder_of(config.ckpt_path, base)
+    if run is None:
+        return
+    if init_args.get("version") is None:
+        init_args.version = logger_version(run)
+    check_resume_identity(base / run, identity_of(config))
+
+
+def _logger_init_args(config: Any) -> Any:
+    init_args = getattr(config.trainer.get("logger"), "init_args", None)
+    if init_args is None:
+        raise ConfigError("--ckpt_path last needs a TensorBoard logger (its folder holds the runs to resume)")
+    return init_args
 
 
 def check_logger_folder(init_args: Any) -> None:
