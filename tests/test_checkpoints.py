@@ -154,3 +154,27 @@ def test_a_second_process_on_a_run_folder_is_refused(workdir, capsys):
     lock.write_text("999999999")  # a holder that died: taken over, and released at the end
     assert len(_fit_iris("--trainer.max_epochs=3", "--ckpt_path", "last")["history"]) == 3
     assert not lock.exists()
+
+
+def test_a_csv_changed_in_its_rows_is_refused_for_test_and_named_for_predict(workdir, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 2))
+    table = pd.DataFrame({"a": x[:, 0].round(3), "b": x[:, 1].round(3), "label": (x[:, 0] + x[:, 1] > 0).astype(int)})
+    path = workdir / "rows.csv"
+    table.to_csv(path, index=False)
+    args = ["--config", config("csv"), f"--data.path={path}"]
+    fitted = run_cli("fit", *args, "--trainer.max_epochs=2")
+    ckpt = str(workdir / fitted["best_model_path"])
+    assert set(torch.load(ckpt, weights_only=True)["lit_basics_data_rows"]) == {"train", "val", "test"}
+    assert run_cli("test", *args, "--ckpt_path", ckpt)["test/acc"] == pytest.approx(fitted["test/acc"])
+    table.sample(frac=1.0, random_state=1).to_csv(path, index=False)  # same header, same rows, shuffled
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_cli("test", *args, "--ckpt_path", ckpt)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: checkpoint {ckpt!r} was trained on other rows of {str(path)!r}: its train, val, test rows differ "
+        "(the file changed since); its test rows could include rows it trained on: retrain on this file, "
+        "or use the file it was trained on")
+    run_cli("predict", *args, "--ckpt_path", ckpt)
+    assert f"note: checkpoint {ckpt!r} was trained on other rows" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelChe
 from lightning.pytorch.trainer.states import TrainerFn
 
 from lit_basics.atomic_files import atomic_write_text
+from lit_basics.checkpoints import ROWS_KEY
 
 
 class PredictionCSVWriter(BasePredictionWriter):
@@ -71,6 +72,16 @@ class LastEpochCheckpoint(ModelCheckpoint):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._last_saved_at: int | None = None
+        self._rows: tuple[int, dict[str, str]] | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint also records the digest of its data's rows per split (test/validate check it)."""
+        datamodule = trainer.datamodule
+        if hasattr(datamodule, "content_digest"):
+            if self._rows is None or self._rows[0] != id(datamodule):
+                self._rows = (id(datamodule), datamodule.content_digest())  # the rows do not change during a fit
+            checkpoint[ROWS_KEY] = self._rows[1]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)

@@ -6,6 +6,7 @@ task, feature count and names, class labels. `test`, `predict`, `validate` and `
 compare both with what the command line builds before anything runs.
 """
 
+import hashlib
 import pickle
 import re
 from pathlib import Path
@@ -124,6 +125,44 @@ def check_run_identity(path: str, checkpoint: dict[str, Any], datamodule: Any, h
         hint = "" if "older lit-basics" in notes[0] else f"; {TRANSFER_HINT}"
         raise ConfigError(notes[0] + hint)
     return notes
+
+
+ROWS_KEY = "lit_basics_data_rows"  # {split: sha256 of its rows}, from the DataModule's content_digest()
+
+
+def rows_digest(*parts: Any) -> str:
+    """sha256 over arrays or data frames of rows (values and dtypes, not the file's formatting)."""
+    import numpy as np
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            digest.update(",".join(f"{c}:{t}" for c, t in part.dtypes.items()).encode())
+            digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+        else:
+            array = np.ascontiguousarray(part)
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def check_data_rows(path: str, checkpoint: dict[str, Any], datamodule: Any, subcommand: str) -> str | None:
+    """The rows of each split must be the ones the checkpoint was trained on (refused, or a note for predict)."""
+    saved = checkpoint.get(ROWS_KEY)
+    if not isinstance(saved, dict) or not hasattr(datamodule, "content_digest"):
+        return None
+    current = datamodule.content_digest()
+    changed = [split for split in saved if current.get(split) != saved[split]]
+    if not changed:
+        return None
+    source = getattr(datamodule, "path", "the data file")
+    message = (f"checkpoint {path!r} was trained on other rows of {str(source)!r}: its {', '.join(changed)} rows "
+               "differ (the file changed since)")
+    if subcommand == "predict":
+        return message
+    raise ConfigError(f"{message}; its test rows could include rows it trained on: retrain on this file, "
+                      "or use the file it was trained on")
 
 
 def epochs_done(checkpoint: dict[str, Any]) -> int:

@@ -19,6 +19,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 from lit_basics.atomic_files import describe_disk_error, find_disk_error
 from lit_basics.callbacks import FitInterrupted
 from lit_basics.checkpoints import (
+    check_data_rows,
     check_resume,
     check_run_identity,
     describe_checkpoint_error,
@@ -202,6 +203,10 @@ class LitBasicsCLI(LightningCLI):
                                    bool(config.get("allow_transfer")))
         for note in notes:
             print(f"transfer: {note}", file=sys.stderr)
+        rows_note = check_data_rows(str(path), checkpoint, self.datamodule,
+                                    "predict" if config.get("allow_transfer") else subcommand)
+        if rows_note:
+            print(f"note: {rows_note}", file=sys.stderr)
         if subcommand == "fit":
             check_resume(str(path), checkpoint, self.trainer.max_epochs)
 
