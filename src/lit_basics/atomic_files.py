@@ -73,9 +73,9 @@ def make_folder(folder: Path) -> None:
 
 
 def remove_orphans(path: Path) -> None:
-    """Temporary files of `path` left by processes that were killed while writing it."""
-    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = orphan.name.removeprefix(f".{path.name}.").removesuffix(".tmp")
+    """Temporary files in `path`'s folder left by processes that were killed while writing."""
+    for orphan in path.parent.glob(".*.tmp"):
+        pid = orphan.name.removesuffix(".tmp").rpartition(".")[2]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 orphan.unlink()
