@@ -56,7 +56,7 @@ def test_twenty_sigkills_at_random_moments_lose_nothing(workdir):
                                     *(["--ckpt_path", "last"] if resume else [])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         # training has started once a last.ckpt newer than the round's start exists; then a random moment
-        progressed = _wait(lambda: process.poll() is not None or max(
+        progressed = _wait(lambda process=process, newest=newest: process.poll() is not None or max(
             (p.stat().st_mtime_ns for p in run.glob("*/checkpoints/last.ckpt")), default=0) > newest)
         assert progressed, "no progress within the limit"
         time.sleep(rng.uniform(0.0, 0.5))  # an epoch takes about as long: kills land in training and in saves

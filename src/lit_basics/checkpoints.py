@@ -7,6 +7,7 @@ compare both with what the command line builds before anything runs.
 """
 
 import hashlib
+import math
 import pickle
 import re
 from pathlib import Path
@@ -198,3 +199,11 @@ def is_checkpoint_error(err: BaseException) -> bool:
         return True
     text = str(err)
     return any(s in text for s in ("state_dict", "size mismatch", "PytorchStreamReader", "zip archive", "Weights only"))
+
+
+def check_finite(metrics: dict[str, float], subcommand: str, checkpoint: Any) -> None:
+    """A test or validate run whose loss or metrics are NaN or infinite did not measure anything: exit non-zero."""
+    bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"{subcommand} of checkpoint {str(checkpoint)!r} gave non-finite results ({', '.join(bad)}): "
+                          "its weights are NaN or infinite, or the data holds values the model cannot score")

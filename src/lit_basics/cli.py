@@ -2,7 +2,6 @@
 
 import contextlib
 import logging
-import math
 import os
 import shutil
 import sys
@@ -20,6 +19,7 @@ from lit_basics.atomic_files import describe_disk_error, find_disk_error
 from lit_basics.callbacks import FitInterrupted
 from lit_basics.checkpoints import (
     check_data_rows,
+    check_finite,
     check_resume,
     check_run_identity,
     describe_checkpoint_error,
@@ -46,7 +46,7 @@ from lit_basics.engine.runtime import set_torch_threads
 from lit_basics.errors import ConfigError
 from lit_basics.memory import check_fits
 from lit_basics.models import LitFNN
-from lit_basics.run_identity import RESUMABLE, identity_of, is_launcher, run_lock, write_identity
+from lit_basics.run_identity import changed_resume_error, identity_of, is_launcher, run_lock, write_identity
 
 CONFIG_DIR = Path(os.environ.get("LIT_BASICS_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
 TRAINER_DEFAULTS = CONFIG_DIR / "trainer" / "default.yaml"
@@ -127,9 +127,8 @@ class LitBasicsCLI(LightningCLI):
         changed = [f"{key} {after[key]!r} (config: {before[key]!r})" for key in sorted(after)
                    if key in before and key not in LINKED_FROM_DATA and after[key] != before[key]]
         if changed and subcommand == "fit":
-            raise ConfigError(f"fit --ckpt_path {self.config.fit.ckpt_path!r}: the checkpoint was trained with "
-                              f"{'; '.join(changed[:3])}; a resume may change only {', '.join(RESUMABLE)}; resume with "
-                              "the run's settings, or drop --ckpt_path to start a new run")
+            path = self.config.fit.ckpt_path
+            raise changed_resume_error(f"fit --ckpt_path {path!r}: the checkpoint was trained with", changed)
         if changed:
             print(f"note: the checkpoint's model settings are used: {'; '.join(changed)}", file=sys.stderr)
 
@@ -217,7 +216,8 @@ class LitBasicsCLI(LightningCLI):
         try:
             check_run_folders(self.trainer, subcommand)
             self.check_checkpoint(subcommand)
-            with run_lock(log_dir) if subcommand == "fit" and log_dir else contextlib.nullcontext():
+            run_dir = log_dir if self.trainer.logger is not None else None  # without a logger: the cwd
+            with run_lock(run_dir) if subcommand == "fit" and run_dir else contextlib.nullcontext():
                 super()._run_subcommand(subcommand)
         except BaseException as err:
             if log_dir and not existed and not any(Path(log_dir).rglob("*.ckpt")):
@@ -229,7 +229,7 @@ class LitBasicsCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._fit_start = time.perf_counter()
-        if self.trainer.log_dir and is_launcher():
+        if self.trainer.logger is not None and self.trainer.log_dir and is_launcher():
             write_identity(self.trainer.log_dir, identity_of(self.config["fit"]))
 
     def after_fit(self) -> None:
@@ -274,14 +274,6 @@ def import_class(class_path: str) -> type:
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
-
-
-def check_finite(metrics: dict[str, float], subcommand: str, checkpoint: Any) -> None:
-    """A test or validate run whose loss or metrics are NaN or infinite did not measure anything: exit non-zero."""
-    bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
-    if bad:
-        raise ConfigError(f"{subcommand} of checkpoint {str(checkpoint)!r} gave non-finite results ({', '.join(bad)}): "
-                          "its weights are NaN or infinite, or the data holds values the model cannot score")
 
 
 def print_metrics_table(metrics: dict[str, Any]) -> None:

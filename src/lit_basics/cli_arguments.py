@@ -258,7 +258,7 @@ def _expanded_size(node: Any, memo: dict[int, int], open_nodes: set[int]) -> int
 def check_run_folders(trainer: Any, subcommand: str) -> None:
     """The run folder and, for fit, its checkpoints/ folder are folders (not files) that can be written."""
     log_dir = getattr(trainer, "log_dir", None)
-    if not log_dir:
+    if not log_dir or getattr(trainer, "logger", None) is None:  # without a logger log_dir is the cwd
         return
     check_writable_dir(log_dir, "run folder")
     callback = getattr(trainer, "checkpoint_callback", None)

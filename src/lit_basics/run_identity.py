@@ -106,9 +106,13 @@ def check_resume_identity(run_dir: Path, identity: dict[str, Any]) -> None:
         return
     changed = differences(recorded, identity)
     if changed:
-        raise ConfigError(f"fit --ckpt_path: run {str(run_dir)!r} was trained with other settings: "
-                          f"{'; '.join(changed[:3])}; a resume may change only {', '.join(RESUMABLE)}; "
-                          "resume with the run's settings, or drop --ckpt_path to start a new run")
+        raise changed_resume_error(f"fit --ckpt_path: run {str(run_dir)!r} was trained with other settings:", changed)
+
+
+def changed_resume_error(what: str, changed: list[str]) -> ConfigError:
+    """`<what> lr 0.03 (config: 0.5); a resume may change only ...`: the one line of a refused resume."""
+    return ConfigError(f"{what} {'; '.join(changed[:3])}; a resume may change only {', '.join(RESUMABLE)}; "
+                       "resume with the run's settings, or drop --ckpt_path to start a new run")
 
 
 def run_folder_of(checkpoint: str | Path, base: Path) -> str | None:
