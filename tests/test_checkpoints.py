@@ -178,3 +178,30 @@ def test_a_csv_changed_in_its_rows_is_refused_for_test_and_named_for_predict(wor
         "or use the file it was trained on")
     run_cli("predict", *args, "--ckpt_path", ckpt)
     assert f"note: checkpoint {ckpt!r} was trained on other rows" in capsys.readouterr().err
+
+
+def test_a_kill_9_in_the_middle_of_a_save_keeps_the_old_file_and_the_orphan_goes_at_the_next_save(tmp_path):
+    """A process SIGKILLed half-way through writing `last.ckpt` (no cleanup can run): the old file is intact,
+    the half-written bytes are in `.last.ckpt.<pid>.tmp` beside it, and the next save removes them."""
+    import subprocess
+    import sys
+
+    from lit_basics.atomic_files import atomic_write_bytes
+
+    from .conftest import REPO
+
+    target = tmp_path / "last.ckpt"
+    atomic_write_bytes(target, b"previous epoch" * 1000)
+    script = ("import os, signal, sys\nfrom lit_basics import atomic_files\n"
+              "def half_then_killed(handle, data):\n"
+              "    handle.write(data[: len(data) // 2]); handle.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+              "atomic_files.write_chunk = half_then_killed\n"
+              "atomic_files.atomic_write_bytes(sys.argv[1], b'next epoch' * 5000)\n")
+    process = subprocess.run([sys.executable, "-c", script, str(target)], env={"PYTHONPATH": str(REPO / "src")},
+                             capture_output=True, timeout=120)
+    assert process.returncode == -9, process.stderr
+    assert target.read_bytes() == b"previous epoch" * 1000
+    orphans = [p.name for p in tmp_path.iterdir() if p.name != "last.ckpt"]
+    assert len(orphans) == 1 and orphans[0].startswith(".last.ckpt.") and orphans[0].endswith(".tmp")
+    atomic_write_bytes(tmp_path / "best.ckpt", b"best")  # any later save in the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]
