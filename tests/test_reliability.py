@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lit_basics.checkpoint_io import stamp_digest
 from lit_basics.cli import cli_main
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.commands import compare_main, tune_main
@@ -79,11 +80,24 @@ def write_artifact_cases(tmp: Path, checkpoint: Path) -> None:
     rows = [",".join(f"{v:.3f}" for v in rng.normal(size=4)) + f",{i % 3}" for i in range(60)]
     (tmp / "four.csv").write_text("p,q,r,s,label\n" + "\n".join(rows) + "\n")  # iris's shape, other data
     old = torch.load(checkpoint, weights_only=True)
-    del old["IrisDataModule"]["identity"]
+    del old["IrisDataModule"]["identity"], old["lit_basics_digest"]  # an older version wrote neither
     torch.save(old, tmp / "old.ckpt")
     torch.save({"state_dict": {}, "path": PurePosixPath("a")}, tmp / "objects.ckpt")
+    write_flipped_checkpoint(checkpoint, tmp / "flipped.ckpt")
+    nan = torch.load(checkpoint, weights_only=True)
+    nan["state_dict"] = {k: torch.full_like(v, float("nan")) for k, v in nan["state_dict"].items()}
+    torch.save(stamp_digest(nan), tmp / "nan.ckpt")  # consistent digest: only the metrics can tell
     (tmp / "afolder").mkdir()
     (tmp / "afile").write_text("not a folder")
+    (tmp / "runs/moons/version_0").mkdir(parents=True)
+    (tmp / "rep").mkdir()
+    (tmp / "rep/s").write_text("not a folder")
+    (tmp / "s_experiment.yaml").write_text(f"name: s\nbase: {config('moons')}\nvariants:\n  a: {{}}\n")
+    (tmp / "runs/moons/version_0/checkpoints").write_text("not a folder")
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9))
+    (tmp / "bomb.yaml").write_text(laughs)  # 10**10 nodes once expanded
+    (tmp / "bomb_search.yaml").write_text(f"name: s\nbase: {config('iris')}\nspace:\n  width: [4, 8]\n" + laughs)
     (tmp / "escape_experiment.yaml").write_text(f"name: ../escape\nbase: {config('moons')}\nvariants:\n  a: {{}}\n")
     spec = load_search(tmp / "search.yaml")
     other = search_settings(spec, validate_search(spec))  # the same data and engine: only the space differs
@@ -92,6 +106,20 @@ def write_artifact_cases(tmp: Path, checkpoint: Path) -> None:
     study.set_user_attr("search", other)
     older = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp / 'old_study.db'}")
     older.enqueue_trial({"width": 4})
+
+
+def write_flipped_checkpoint(source: Path, target: Path, count: int = 64) -> None:
+    """`source` with `count` bytes of its largest tensor inverted in place (torch does not check the zip CRC)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(source) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(source.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length  # the stored (uncompressed) tensor bytes
+    data[start: start + count] = bytes(b ^ 0xFF for b in data[start: start + count])
+    target.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize(("case", "command", "args", "message"), CASES, ids=[c[0] for c in CASES])
@@ -161,6 +189,23 @@ def test_a_diverging_run_stops_with_a_clear_message(workdir, capsys):
     assert err.startswith("error: training diverged at epoch 0 (loss nan)") and "lr=1e+06" in err
 
 
+def test_compare_after_sigterm_names_its_own_way_to_continue(workdir):
+    (workdir / "e.yaml").write_text(f"name: e\nbase: {config('moons')}\nseeds: [0]\nvariants:\n  a: {{}}\n"
+                                    "common:\n  data.n_samples: 3000\n  trainer.max_epochs: 50\n")
+    process = subprocess.Popen([sys.executable, str(REPO / "scripts/compare.py"), "--config", "e.yaml",
+                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               cwd=workdir)
+    last = workdir / "logs/e/a/seed_0/checkpoints/last.ckpt"
+    _wait_for(lambda: last.exists() or process.poll() is not None)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("interrupted: SIGTERM: stopped before epoch ") and "--ckpt_path" not in line
+    assert line.endswith("compare.py keeps no partial results: run the same compare.py command again "
+                         "(every run starts anew)")
+
+
 def test_same_seed_gives_identical_fits(workdir):
     first = run_cli("fit", "--config", config("moons"), "--trainer.max_epochs=5", "--model.dropout=0.3")
     second = run_cli("fit", "--config", config("moons"), "--trainer.max_epochs=5", "--model.dropout=0.3")
@@ -172,28 +217,74 @@ def test_same_seed_gives_identical_fits(workdir):
     assert first["test/acc"] == second["test/acc"]
 
 
-def test_a_crash_while_writing_never_corrupts_the_last_checkpoint(iris_run, workdir, monkeypatch):
-    import fsspec.implementations.local as local
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_says_so(workdir, monkeypatch, capsys):
+    """The save is written beside its final name (observable: the handle's name), fails half-way, and the
+    checkpoints folder is left exactly as it was before that save, with no temporary file."""
+    import errno
 
-    model = load_model(str(iris_run["root"] / iris_run["best_model_path"]))
-    path = workdir / "last.ckpt"
-    shutil.copyfile(iris_run["root"] / iris_run["best_model_path"], path)
-    before = path.read_bytes()
+    from lit_basics import atomic_files
+    from lit_basics.checkpoints import read_checkpoint
 
-    def half_then_crash(self, data):
-        original(self, data[: len(data) // 2])
-        raise OSError("disk full")
+    seen: list[Path] = []
+    before: dict[str, bytes] = {}
+    original = atomic_files.write_chunk
 
-    original = local.LocalFileOpener.write
-    monkeypatch.setattr(local.LocalFileOpener, "write", half_then_crash)
-    import lightning as L
+    def fill_the_disk_at_the_third_save(handle, data):
+        seen.append(Path(handle.name))
+        if len(seen) < 3:
+            return original(handle, data)
+        before.update({p.name: p.read_bytes() for p in Path(handle.name).parent.glob("*.ckpt")})
+        original(handle, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, max_epochs=1)
-    trainer.strategy.connect(model)
-    with pytest.raises(OSError, match="disk full"):
-        trainer.save_checkpoint(path)
-    assert path.read_bytes() == before
-    assert torch.load(path, weights_only=True)["state_dict"]
+    monkeypatch.setattr(atomic_files, "write_chunk", fill_the_disk_at_the_third_save)
+    with pytest.raises(SystemExit) as info:
+        cli_main([*_moons_args(workdir / "logs"), "--trainer.max_epochs=5"])
+    assert info.value.code == 2
+    folder = workdir / "logs/moons/version_0/checkpoints"
+    failed = seen[-1]
+    assert failed.parent == folder and failed.name.startswith(".") and failed.name.endswith(f".{os.getpid()}.tmp")
+    final = folder / failed.name[1:].rsplit(".", 2)[0]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: cannot write {str(final)!r}: no space left on device (ENOSPC); "
+                       "the previous file, if any, is unchanged")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(before)  # no temporary file left
+    assert {p.name: p.read_bytes() for p in folder.glob("*.ckpt")} == before
+    for path in folder.glob("*.ckpt"):
+        assert read_checkpoint(str(path))["state_dict"]  # loads and its digest verifies
+
+
+def test_a_full_disk_during_the_final_test_logging_is_one_line(workdir, monkeypatch, capsys):
+    import errno
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    original = TensorBoardLogger.log_metrics
+
+    def full_at_test(self, metrics, step=None):
+        if any(key.startswith("test/") for key in metrics):
+            raise OSError(errno.ENOSPC, "No space left on device", f"{self.log_dir}/events.out.tfevents")
+        return original(self, metrics, step)
+
+    monkeypatch.setattr(TensorBoardLogger, "log_metrics", full_at_test)
+    with pytest.raises(SystemExit) as info:
+        cli_main([*_moons_args(workdir / "logs"), "--trainer.max_epochs=2"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: cannot write '{workdir}/logs/moons/version_0/events.out.tfevents': "
+                       "no space left on device (ENOSPC)")
+    assert (workdir / "logs/moons/version_0/checkpoints/last.ckpt").is_file()  # the fit's work is kept
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_accelerator_gpu_without_one_is_one_line(workdir, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli_main(["fit", "--config", config("moons"), "--trainer.accelerator=gpu", *QUIET])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --trainer.accelerator=gpu: this machine has no GPU that torch can use; "
+        "use --trainer.accelerator auto or cpu")
+    assert not Path("logs").exists()
 
 
 def test_checkpoints_load_with_weights_only(workdir):

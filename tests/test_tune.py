@@ -348,3 +348,70 @@ def test_the_best_architecture_in_the_summary_is_the_ranked_best_trials():
                                                    Dimension("width", choices=[16, 64])], folds=2)
     summary = report.summary_markdown(spec, study, report.trials_table(study, spec), None, [])
     assert "Best architecture: 2 hidden layers of 64 units" in summary
+
+
+def test_an_interrupt_just_after_a_trial_is_created_leaves_no_running_trial(workdir, monkeypatch):
+    """The Ctrl-C race: the signal lands between Optuna creating the RUNNING trial and the worker naming
+    itself on it; the trial must still be failed by the interrupted worker, not left RUNNING."""
+    import signal
+
+    from optuna.trial import TrialState
+
+    original = optuna.Study.ask
+    asked = []
+
+    def ask_then_interrupt(self, fixed_distributions=None):
+        trial = original(self, fixed_distributions)
+        asked.append(trial.number)
+        signal.raise_signal(signal.SIGINT)
+        return trial
+
+    monkeypatch.setattr(optuna.Study, "ask", ask_then_interrupt)
+    with pytest.raises(SystemExit) as info:
+        _tune(_search(workdir, "space:\n  width: [4, 8]\n"), "--no-refit")
+    assert info.value.code == 130
+    study = optuna.load_study(study_name="tiny_search", storage="sqlite:///reports/tiny_search/study.db")
+    assert asked and not study.get_trials(states=(TrialState.RUNNING,))
+    assert study.trials[asked[0]].state == TrialState.FAIL
+
+
+def test_a_full_disk_under_the_reports_and_the_study_is_one_line(workdir, monkeypatch, capsys):
+    import errno
+    import sqlite3
+
+    import sqlalchemy
+
+    from lit_basics import atomic_files
+
+    search = _search(workdir, "space:\n  width: [4]\n")
+
+    original = atomic_files.write_chunk
+    disk_full = [True]
+
+    def full(handle, data):
+        if disk_full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(handle, data)
+
+    monkeypatch.setattr(atomic_files, "write_chunk", full)
+    with pytest.raises(SystemExit) as info:
+        _tune(search, "--no-refit")
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: cannot write 'reports/tiny_search/trials.csv': no space left on device (ENOSPC); "
+        "the previous file, if any, is unchanged")
+    assert not list(Path("reports/tiny_search").glob(".*.tmp"))
+    disk_full[0] = False
+
+    def full_at_commit(*args, **kwargs):  # as optuna's RDBStorage reports a failed commit
+        try:
+            raise sqlalchemy.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError("database or disk is full"))
+        except sqlalchemy.exc.OperationalError as err:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from err
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", full_at_commit)
+    with pytest.raises(SystemExit) as info:
+        _tune(search, "--no-refit")
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: study storage 'reports/tiny_search/study.db' cannot be written: database or disk is full")

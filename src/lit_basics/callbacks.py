@@ -1,4 +1,4 @@
-"""Callbacks the configs name: predictions to CSV, a graceful stop on Ctrl-C or SIGTERM."""
+"""Callbacks the configs name: predictions to CSV, checkpoints whose last.ckpt is the last epoch, a graceful stop."""
 
 import os
 import signal
@@ -10,7 +10,11 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
+
+from lit_basics.atomic_files import atomic_write_text
+from lit_basics.checkpoints import ROWS_KEY
 
 
 class PredictionCSVWriter(BasePredictionWriter):
@@ -32,10 +36,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         table = predictions_table(predictions, getattr(datamodule, "classes", None),
                                   getattr(datamodule, "prediction_rows", None))
         path = Path(self.output_path or Path(trainer.log_dir or ".") / "predictions.csv")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)  # never leave a half-written CSV under the final name
+        atomic_write_text(path, table.to_csv(index=False))  # never a half-written CSV under the final name
         self.written = path
         print(f"predictions: {len(table)} rows -> {path}")
 
@@ -60,17 +61,61 @@ def predictions_table(batches: list[dict[str, torch.Tensor]], classes: np.ndarra
     return pd.DataFrame(columns)
 
 
+class LastEpochCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose `last.ckpt` is written after every epoch, not only with a new best.
+
+    Lightning 2.6 saves `last` only when it saved a top-k checkpoint at the same step, so after a
+    plateau `last.ckpt` held the best epoch: a resume redid up to `patience` epochs and `test --ckpt_path
+    last` scored the best epoch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_saved_at: int | None = None
+        self._rows: tuple[int, dict[str, str]] | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint also records the digest of its data's rows per split (test/validate check it)."""
+        datamodule = trainer.datamodule
+        if hasattr(datamodule, "content_digest"):
+            if self._rows is None or self._rows[0] != id(datamodule):
+                self._rows = (id(datamodule), datamodule.content_digest())  # the rows do not change during a fit
+            checkpoint[ROWS_KEY] = self._rows[1]
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_every_epoch(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_every_epoch(trainer)
+
+    def _save_last_every_epoch(self, trainer: L.Trainer) -> None:
+        if (not self.save_last or trainer.fast_dev_run or trainer.sanity_checking
+                or trainer.state.fn != TrainerFn.FITTING or self._last_saved_at == trainer.global_step):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_saved_at = trainer.global_step
+
+
 class FitInterrupted(SystemExit):
     """Raised at an epoch boundary after SIGINT/SIGTERM, once the resumable checkpoint is written."""
 
     def __init__(self, signum: int, epoch: int, checkpoint: str) -> None:
         super().__init__(128 + signum)
         self.signum, self.epoch, self.checkpoint = signum, epoch, checkpoint
+        self.hint = (f"resumable checkpoint {checkpoint} "
+                     "(continue with the same command and --ckpt_path last)")
 
     def __str__(self) -> str:
-        name = signal.Signals(self.signum).name
-        return (f"{name}: stopped before epoch {self.epoch}; resumable checkpoint {self.checkpoint} "
-                "(continue with the same command and --ckpt_path last)")
+        return f"{signal.Signals(self.signum).name}: stopped before epoch {self.epoch}; {self.hint}"
 
 
 class GracefulStop(Callback):

@@ -6,6 +6,8 @@ task, feature count and names, class labels. `test`, `predict`, `validate` and `
 compare both with what the command line builds before anything runs.
 """
 
+import hashlib
+import math
 import pickle
 import re
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 
 import torch
 
+from lit_basics.checkpoint_io import verify_digest
 from lit_basics.errors import ConfigError
 
 ARCHITECTURE_KEYS = ("task", "input_dim", "num_classes", "hidden_sizes", "activation")
@@ -27,6 +30,7 @@ def read_checkpoint(path: str) -> dict[str, Any]:
         raise describe_checkpoint_error(path, err) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"checkpoint {path!r} is not a Lightning checkpoint (no state_dict)")
+    verify_digest(path, checkpoint)
     return checkpoint
 
 
@@ -124,6 +128,44 @@ def check_run_identity(path: str, checkpoint: dict[str, Any], datamodule: Any, h
     return notes
 
 
+ROWS_KEY = "lit_basics_data_rows"  # {split: sha256 of its rows}, from the DataModule's content_digest()
+
+
+def rows_digest(*parts: Any) -> str:
+    """sha256 over arrays or data frames of rows (values and dtypes, not the file's formatting)."""
+    import numpy as np
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            digest.update(",".join(f"{c}:{t}" for c, t in part.dtypes.items()).encode())
+            digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+        else:
+            array = np.ascontiguousarray(part)
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def check_data_rows(path: str, checkpoint: dict[str, Any], datamodule: Any, subcommand: str) -> str | None:
+    """The rows of each split must be the ones the checkpoint was trained on (refused, or a note for predict)."""
+    saved = checkpoint.get(ROWS_KEY)
+    if not isinstance(saved, dict) or not hasattr(datamodule, "content_digest"):
+        return None
+    current = datamodule.content_digest()
+    changed = [split for split in saved if current.get(split) != saved[split]]
+    if not changed:
+        return None
+    source = getattr(datamodule, "path", "the data file")
+    message = (f"checkpoint {path!r} was trained on other rows of {str(source)!r}: its {', '.join(changed)} rows "
+               "differ (the file changed since)")
+    if subcommand == "predict":
+        return message
+    raise ConfigError(f"{message}; its test rows could include rows it trained on: retrain on this file, "
+                      "or use the file it was trained on")
+
+
 def epochs_done(checkpoint: dict[str, Any]) -> int:
     """Training epochs the checkpointed run completed."""
     history = (checkpoint.get("lit_basics") or {}).get("history")
@@ -157,3 +199,11 @@ def is_checkpoint_error(err: BaseException) -> bool:
         return True
     text = str(err)
     return any(s in text for s in ("state_dict", "size mismatch", "PytorchStreamReader", "zip archive", "Weights only"))
+
+
+def check_finite(metrics: dict[str, float], subcommand: str, checkpoint: Any) -> None:
+    """A test or validate run whose loss or metrics are NaN or infinite did not measure anything: exit non-zero."""
+    bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"{subcommand} of checkpoint {str(checkpoint)!r} gave non-finite results ({', '.join(bad)}): "
+                          "its weights are NaN or infinite, or the data holds values the model cannot score")

@@ -1,5 +1,6 @@
 """LitBasicsCLI: LightningCLI with the FNN, any registered DataModule, linked sizes and a final test."""
 
+import contextlib
 import logging
 import os
 import shutil
@@ -14,8 +15,11 @@ from jsonargparse import ArgumentError
 from lightning import LightningDataModule
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
+from lit_basics.atomic_files import describe_disk_error, find_disk_error
 from lit_basics.callbacks import FitInterrupted
 from lit_basics.checkpoints import (
+    check_data_rows,
+    check_finite,
     check_resume,
     check_run_identity,
     describe_checkpoint_error,
@@ -24,8 +28,14 @@ from lit_basics.checkpoints import (
     read_checkpoint,
 )
 from lit_basics.cli_arguments import (
+    check_accelerator,
     check_logger_folder,
     check_max_epochs,
+    check_run_folders,
+    check_seed,
+    check_trainer_limits,
+    check_yaml_sizes,
+    continue_run,
     describe_parse_error,
     expand_dataset_names,
     quote_text_lists,
@@ -36,6 +46,7 @@ from lit_basics.engine.runtime import set_torch_threads
 from lit_basics.errors import ConfigError
 from lit_basics.memory import check_fits
 from lit_basics.models import LitFNN
+from lit_basics.run_identity import changed_resume_error, identity_of, is_launcher, run_lock, write_identity
 
 CONFIG_DIR = Path(os.environ.get("LIT_BASICS_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
 TRAINER_DEFAULTS = CONFIG_DIR / "trainer" / "default.yaml"
@@ -69,6 +80,7 @@ class LitBasicsCLI(LightningCLI):
         self.metrics: dict[str, Any] = {}
         lightning_patches.apply()
         args = quote_text_lists(expand_dataset_names(sys.argv[1:] if args is None else args))
+        check_yaml_sizes(args)
         self._with_subcommands = run
         defaults = [str(TRAINER_DEFAULTS)] if TRAINER_DEFAULTS.is_file() else []
         parser_kwargs = {"default_config_files": defaults, "exit_on_error": False}
@@ -92,6 +104,8 @@ class LitBasicsCLI(LightningCLI):
             super().parse_arguments(parser, args)
         except ArgumentError as err:
             raise ConfigError(describe_parse_error(err, parser, args)) from None
+        subcommand = self.config.get("subcommand")
+        check_seed(self.config[subcommand] if subcommand else self.config)
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI puts the checkpoint's model hyperparameters in place of the config's: say which changed.
@@ -112,6 +126,9 @@ class LitBasicsCLI(LightningCLI):
         after = self.config[subcommand].model.as_dict()
         changed = [f"{key} {after[key]!r} (config: {before[key]!r})" for key in sorted(after)
                    if key in before and key not in LINKED_FROM_DATA and after[key] != before[key]]
+        if changed and subcommand == "fit":
+            path = self.config.fit.ckpt_path
+            raise changed_resume_error(f"fit --ckpt_path {path!r}: the checkpoint was trained with", changed)
         if changed:
             print(f"note: the checkpoint's model settings are used: {'; '.join(changed)}", file=sys.stderr)
 
@@ -141,10 +158,14 @@ class LitBasicsCLI(LightningCLI):
                               else getattr(data_class, "name", data_class.__name__.lower()))
         set_torch_threads(config.get("torch_threads") or 0)
         check_logger_folder(init_args)
+        check_accelerator(config.trainer)
         if self.subcommand in ("fit", None):  # None: run=False, a fit that compare.py or tune.py runs
             check_max_epochs(config.trainer)
+            check_trainer_limits(config.trainer)
         if config.get("ckpt_path") == "last":
-            resume_last(config)
+            resume_last(config, fit=self.subcommand == "fit")
+        if self.subcommand == "fit" and config.get("ckpt_path"):
+            continue_run(config)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
 
@@ -181,6 +202,10 @@ class LitBasicsCLI(LightningCLI):
                                    bool(config.get("allow_transfer")))
         for note in notes:
             print(f"transfer: {note}", file=sys.stderr)
+        rows_note = check_data_rows(str(path), checkpoint, self.datamodule,
+                                    "predict" if config.get("allow_transfer") else subcommand)
+        if rows_note:
+            print(f"note: {rows_note}", file=sys.stderr)
         if subcommand == "fit":
             check_resume(str(path), checkpoint, self.trainer.max_epochs)
 
@@ -189,8 +214,11 @@ class LitBasicsCLI(LightningCLI):
         log_dir = self.trainer.log_dir
         existed = log_dir is not None and Path(log_dir).exists()
         try:
+            check_run_folders(self.trainer, subcommand)
             self.check_checkpoint(subcommand)
-            super()._run_subcommand(subcommand)
+            run_dir = log_dir if self.trainer.logger is not None else None  # without a logger: the cwd
+            with run_lock(run_dir) if subcommand == "fit" and run_dir else contextlib.nullcontext():
+                super()._run_subcommand(subcommand)
         except BaseException as err:
             if log_dir and not existed and not any(Path(log_dir).rglob("*.ckpt")):
                 shutil.rmtree(log_dir, ignore_errors=True)
@@ -201,6 +229,8 @@ class LitBasicsCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._fit_start = time.perf_counter()
+        if self.trainer.logger is not None and self.trainer.log_dir and is_launcher():
+            write_identity(self.trainer.log_dir, identity_of(self.config["fit"]))
 
     def after_fit(self) -> None:
         fit_seconds = time.perf_counter() - self._fit_start
@@ -229,9 +259,11 @@ class LitBasicsCLI(LightningCLI):
         self.metrics = _floats(self.trainer.callback_metrics)
         if self.trainer.is_global_zero:
             print_metrics_table(self.metrics)
+        check_finite(self.metrics, "test", self.config_init["test"].get("ckpt_path"))
 
     def after_validate(self) -> None:
         self.metrics = _floats(self.trainer.callback_metrics)
+        check_finite(self.metrics, "validate", self.config_init["validate"].get("ckpt_path"))
 
 
 def import_class(class_path: str) -> type:
@@ -255,21 +287,24 @@ def print_metrics_table(metrics: dict[str, Any]) -> None:
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 
 
-def cli_main(args: ArgsType = None) -> dict[str, Any]:
+def cli_main(args: ArgsType = None, resume_hint: str | None = None) -> dict[str, Any]:
     """Run the CLI (in-process when `args` is a list) and return its final metrics.
 
+    `resume_hint` replaces "continue with --ckpt_path last" after Ctrl-C/SIGTERM for a command that
+    runs this CLI itself (compare.py).
     A ConfigError (a bad value) is printed as one line and exits with status 2.
     """
     try:
         cli = LitBasicsCLI(args=args)
     except FitInterrupted as stop:
+        stop.hint = resume_hint or stop.hint
         print(f"interrupted: {stop}", file=sys.stderr)
         raise SystemExit(stop.code) from None
     except Exception as err:
-        config_error = find_config_error(err)
-        if config_error is None:
+        config_error, disk_error = find_config_error(err), find_disk_error(err)
+        if config_error is None and disk_error is None:
             raise
-        print(f"error: {config_error}", file=sys.stderr)
+        print(f"error: {config_error or describe_disk_error(disk_error)}", file=sys.stderr)
         raise SystemExit(2) from None
     end_process_group()
     return cli.metrics

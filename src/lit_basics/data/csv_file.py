@@ -209,6 +209,13 @@ class CSVDataModule(ArrayDataModule):
         """Width after preprocessing (fitted on the training split), e.g. one column per category."""
         return int(self.width)
 
+    def content_digest(self) -> dict[str, str]:
+        """sha256 of the rows of each split (train, val, test) as read: a file changed in any row changes one."""
+        from lit_basics.checkpoints import rows_digest
+
+        x, y = self.arrays
+        return {split: rows_digest(take_rows(x, rows), y[rows]) for split, rows in self.split_indices(y).items()}
+
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         if self.preprocessing is not None:

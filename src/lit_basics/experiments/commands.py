@@ -28,6 +28,27 @@ def _fail(err: ConfigError) -> None:
     raise SystemExit(2)
 
 
+@contextlib.contextmanager
+def _one_line_errors(storage=lambda: None):
+    """Bad input (ConfigError), a full disk, or a study storage that cannot be written: one line, exit 2."""
+    import optuna
+
+    from lit_basics.atomic_files import describe_disk_error, find_disk_error
+    from lit_basics.cli import find_config_error
+
+    try:
+        yield
+    except optuna.exceptions.StorageInternalError as err:
+        cause = err.__cause__ or err
+        text = str(getattr(cause, "orig", None) or cause).strip().splitlines() or [type(cause).__name__]
+        _fail(ConfigError(f"study storage {storage()!r} cannot be written: {text[0]}"))
+    except Exception as err:
+        found, disk = find_config_error(err), find_disk_error(err)
+        if found is None and disk is None:
+            raise
+        _fail(found or ConfigError(describe_disk_error(disk)))
+
+
 def _publish(report: Path, name: str, readme: str | None) -> Path:
     """Print the report; with --readme also put it into that README's section for `name`."""
     from lit_basics.experiments.compare.report import update_readme_section
@@ -55,11 +76,9 @@ def compare_main(argv: Sequence[str] | None = None):
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--readme", default=None, help="also refresh this README's section for the experiment")
     args = parser.parse_args(argv)
-    try:
+    with _one_line_errors():
         spec = load_spec(args.config, seeds=args.seeds, extra=_overrides(args.set))
         out = run_comparison(spec, logs=args.logs, reports=args.reports, progress=not args.no_progress)
-    except ConfigError as err:
-        _fail(err)
     return _publish(out / "results.md", spec.name, args.readme)
 
 
@@ -94,16 +113,16 @@ def tune_main(argv: Sequence[str] | None = None):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary.md say it all
-    try:
+    storage = args.storage
+    with _one_line_errors(lambda: storage):
         spec = load_search(args.config, sampler=args.sampler, n_trials=args.n_trials, folds=args.folds,
                            extra=_overrides(args.set))
         spec.name = args.name or spec.name
-        with _interrupt_stops_search(spec.name, args.storage or f"{args.reports}/{spec.name}/study.db"):
+        storage = args.storage or f"{args.reports}/{spec.name}/study.db"
+        with _interrupt_stops_search(spec.name, storage):
             out = run_search(spec, reports=args.reports, logs=args.logs, storage=args.storage, resume=args.resume,
                              refit=not args.no_refit, progress=not args.no_progress, engine=args.engine,
                              fold_logs=args.fold_logs)
-    except ConfigError as err:
-        _fail(err)
     return _publish(out / "summary.md", spec.name, args.readme)
 
 

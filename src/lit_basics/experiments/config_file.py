@@ -22,6 +22,9 @@ def read_config_file(path: Path, kind: str, keys: set[str], required: tuple[str,
     """A YAML mapping with only `keys` and all of `required`; anything else is a one-line ConfigError."""
     if not path.is_file():
         raise ConfigError(f"{kind} {str(path)!r} does not exist")
+    from lit_basics.cli_arguments import check_yaml_text
+
+    check_yaml_text(path.read_text(), f"{kind} {str(path)!r}")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

@@ -43,11 +43,12 @@ def check_args(label: str, args: list[str]) -> LitBasicsCLI:
         raise ConfigError(f"{label}: {message}") from None
 
 
-def fit(args: list[str], save_dir: str, name: str, version: str, seed: int) -> dict[str, Any]:
+def fit(args: list[str], save_dir: str, name: str, version: str, seed: int,
+        resume_hint: str | None = None) -> dict[str, Any]:
     """One `fit` with its TensorBoard run at save_dir/name/version; returns the CLI's metrics.
 
     A run folder left by an earlier run of the same experiment is replaced, so TensorBoard never
-    overlays stale curves on new ones.
+    overlays stale curves on new ones. `resume_hint`: how the calling command continues after Ctrl-C/SIGTERM.
     """
     shutil.rmtree(Path(save_dir) / name / version, ignore_errors=True)
     run_args = [
@@ -61,7 +62,7 @@ def fit(args: list[str], save_dir: str, name: str, version: str, seed: int) -> d
         *QUIET,
     ]
     with quiet_lightning():
-        return cli_main(run_args)
+        return cli_main(run_args, resume_hint=resume_hint)
 
 
 def result_row(metrics: dict[str, Any], target_accuracy: float | None = None) -> dict[str, Any]:

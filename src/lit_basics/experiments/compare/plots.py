@@ -1,5 +1,6 @@
 """Figures of a comparison: curves with seed bands, overfitting gaps, weights, decision boundaries."""
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from lit_basics.atomic_files import atomic_write_bytes  # noqa: E402
 from lit_basics.experiments.compare.spec import ExperimentSpec  # noqa: E402
 from lit_basics.experiments.runs import load_run_data  # noqa: E402
 from lit_basics.models import load_model  # noqa: E402
@@ -17,9 +19,10 @@ from lit_basics.models import load_model  # noqa: E402
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _band(ax: plt.Axes, history: pd.DataFrame, column: str, label: str, **style) -> None:

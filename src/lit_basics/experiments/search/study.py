@@ -9,7 +9,9 @@ import hashlib
 import itertools
 import json
 import os
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -131,12 +133,46 @@ def open_study(spec: SearchSpec, storage: str, resume: bool, settings: dict[str,
             raise ConfigError(f"storage {storage!r} cannot be opened: {first}") from None
     if settings is not None:
         check_same_search(study, settings, spec.name)
+    ask_as_worker(study)
     fail_dead_trials(study)
     if spec.sampler == "grid":
         enqueue_grid(study, spec)
     else:
         enqueue_failed(study)
     return study
+
+
+def ask_as_worker(study: optuna.Study) -> None:
+    """Make `study.ask` record this worker on the trial before a Ctrl-C or SIGTERM can act.
+
+    Between Optuna creating a RUNNING trial and the worker writing its name on it, an interrupt left
+    the trial RUNNING and nameless, so the interrupted worker could not fail it (seen once on a busy
+    machine). The two steps run with both signals blocked; one that arrives meanwhile is delivered
+    just after, when the trial already names its worker and `fail_own_running_trials` finds it.
+    """
+    original = study.ask
+
+    def ask(fixed_distributions: dict | None = None) -> optuna.Trial:
+        with signals_held():
+            trial = original(fixed_distributions)
+            trial.set_user_attr("worker", WORKER)
+        return trial
+
+    study.ask = ask
+
+
+@contextlib.contextmanager
+def signals_held():
+    """SIGINT and SIGTERM wait until the block ends (main thread of a POSIX process; elsewhere a no-op)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _covered(study: optuna.Study) -> list[dict[str, Any]]:

@@ -1,6 +1,5 @@
 """k-fold cross-validation search (exercise 6): Optuna study, per-fold pruning, refit, report."""
 
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import yaml
 from optuna.trial import TrialState
 from rich.progress import Progress
 
+from lit_basics.atomic_files import atomic_write_bytes, atomic_write_text
 from lit_basics.engine.runtime import machine_description
 from lit_basics.errors import ConfigError, check_choice
 from lit_basics.experiments.runs import check_args, fit
@@ -185,7 +185,7 @@ def run_search(
     started = time.perf_counter()
     check_writable_dir(reports, "reports folder")
     check_writable_dir(logs, "logs folder")
-    out = Path(reports) / check_name(spec.name, "search name")
+    out = check_writable_dir(Path(reports) / check_name(spec.name, "search name"), "report folder")
     created = [folder for folder in (out, out.parent) if not folder.exists()]
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -214,11 +214,12 @@ def run_search(
         raise
     test_metrics = refit_best(spec, study, out, logs) if refit else None
     trials = search_report.trials_table(study, spec)
-    trials.to_csv(out / "trials.csv", index=False)
+    atomic_write_text(out / "trials.csv", trials.to_csv(index=False))
     figures = search_plots.search_figures(spec, trials, study, out)
     footer = (f"{count_done(study)} trials x {spec.folds} folds (+ refit) in {time.perf_counter() - started:.0f} s "
               f"on {machine_description()}.")
-    (out / "summary.md").write_text(search_report.summary_markdown(spec, study, trials, test_metrics, figures, footer))
+    atomic_write_text(out / "summary.md",
+                      search_report.summary_markdown(spec, study, trials, test_metrics, figures, footer))
     return out
 
 
@@ -261,10 +262,11 @@ def refit_best(spec: SearchSpec, study: optuna.Study, out: Path, logs: str) -> d
     config = yaml.safe_load((Path(metrics["log_dir"]) / "config.yaml").read_text())
     logger = config["trainer"]["logger"]["init_args"]
     logger.update({"name": f"{spec.name}_best", "version": None})
-    (out / "best.yaml").write_text(
+    atomic_write_text(
+        out / "best.yaml",
         f"# Best configuration of search {spec.name!r} (trial {best.number}, mean CV score {best.value:.4f}),\n"
         f"# trained on the whole training portion for {max_epochs} epochs. Retrain with:\n"
         f"#   python scripts/train.py fit --config {out / 'best.yaml'}\n" + yaml.safe_dump(config, sort_keys=False)
     )
-    shutil.copyfile(metrics["best_model_path"], out / "best.ckpt")
+    atomic_write_bytes(out / "best.ckpt", Path(metrics["best_model_path"]).read_bytes())
     return {k: v for k, v in metrics.items() if k.startswith("test/")} | {"epochs": max_epochs}
