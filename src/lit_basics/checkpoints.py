@@ -18,7 +18,7 @@ import torch
 from lit_basics.checkpoint_io import verify_digest
 from lit_basics.errors import ConfigError
 
-ARCHITECTURE_KEYS = ("task", "input_dim", "num_classes", "hidden_sizes", "activation")
+ARCHITECTURE_KEYS = ("task", "input_dim", "num_classes", "hidden_sizes", "activation", "norm", "residual", "net")
 TRANSFER_HINT = "pass --allow_transfer=true to use it anyway"
 
 

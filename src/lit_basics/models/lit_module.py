@@ -269,9 +269,11 @@ class LitFNN(ChunkedSteps, L.LightningModule):
 
 
 def load_model(checkpoint_path: str) -> LitFNN:
-    """Load a LitFNN checkpoint on the CPU (weights only), with a one-line error for a missing or corrupt file."""
-    from lit_basics.checkpoints import describe_checkpoint_error
+    """Load a LitFNN checkpoint on the CPU (weights only, its digest verified), with a one-line error for a missing,
+    corrupt or altered file."""
+    from lit_basics.checkpoints import describe_checkpoint_error, read_checkpoint
 
+    read_checkpoint(checkpoint_path)  # the digest: flipped bytes are refused before the weights are used
     try:
         return LitFNN.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, KeyError, OSError, pickle.UnpicklingError) as err:
