@@ -207,15 +207,24 @@ class LitFNN(ChunkedSteps, L.LightningModule):
             return
         scheduler.step()
 
+    def _in_units(self, stage: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """RMSE in the target's own units (the DataModule standardises a regression target: its std is
+        `target_scale`); the standardised one stays as `<stage>/rmse_standardised`. The loss is the objective's."""
+        scale = getattr(self.trainer.datamodule, "target_scale", None) if self._trainer is not None else None
+        key = f"{stage}/rmse"
+        if self.is_classifier or key not in values or scale is None:
+            return values
+        return {**values, key: values[key] * float(scale), f"{stage}/rmse_standardised": values[key]}
+
     def on_validation_epoch_end(self) -> None:
-        values = {**self._epoch_means("val"), **self.val_metrics.compute()}
+        values = self._in_units("val", {**self._epoch_means("val"), **self.val_metrics.compute()})
         self.val_metrics.reset()
         self.log_dict(values, on_epoch=True, sync_dist=True)
         if not self.trainer.sanity_checking:
             self._log_best(values)
 
     def on_test_epoch_end(self) -> None:
-        values = {**self._epoch_means("test"), **self.test_metrics.compute()}
+        values = self._in_units("test", {**self._epoch_means("test"), **self.test_metrics.compute()})
         self.test_metrics.reset()
         self.log_dict(values, on_epoch=True, sync_dist=True)
 
