@@ -32,3 +32,9 @@ def test_generic_vs_fast_trains_the_same_models_on_both_paths():
     out = benchmark.generic_vs_fast(epochs=1, folds=2, repeats=1)
     assert out["generic_vs_fast_batched_digits"] == out["generic_batched_ours_s"] / out["generic_batched_reference_s"]
     assert out["generic_vs_fast_first_epoch_val_loss_difference"] < 1e-4
+
+
+def test_ensemble_comparison_scores_both_and_times_them_against_the_search_alone():
+    out = benchmark.ensemble_comparison(epochs=1, folds=2, n_ensemble=2)
+    assert out["ensemble_vs_refit_digits"] == out["ensemble_test_acc_digits"] - out["refit_test_acc_digits"]
+    assert 0.1 < out["ensemble_test_acc_digits"] <= 1 and out["ensemble_overhead_digits"] > 0

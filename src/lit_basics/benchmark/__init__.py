@@ -14,7 +14,7 @@ import torch
 
 from lit_basics.benchmark.fits import REPO, SyntheticMNIST, lightning_fit, plain_loop, ratio, seconds
 from lit_basics.benchmark.mnist_norm import norm_comparison
-from lit_basics.benchmark.searches import GRID, batched_speedup, cv_comparison, generic_vs_fast
+from lit_basics.benchmark.searches import GRID, batched_speedup, cv_comparison, ensemble_comparison, generic_vs_fast
 from lit_basics.benchmark.versus_sklearn import estimator_comparison, sklearn_comparison
 from lit_basics.data import DigitsDataModule
 from lit_basics.engine.runtime import machine_description
@@ -74,6 +74,7 @@ def run(repeats: int = 3, threads: int = 1, quick: bool = False) -> dict[str, An
     results |= batched_speedup(4 if quick else 24, epochs, repeats=1 if quick else 2)
     results |= cv_comparison(2 if quick else 30, repeats=1 if quick else 2)
     results |= generic_vs_fast(2 if quick else 30, repeats=1 if quick else 2)
+    results |= ensemble_comparison(2 if quick else 50)
     results |= norm_comparison(epochs=1 if quick else 2, n_train=1000 if quick else 12000)
     results["device"] = machine_description()
     results["torch_threads"] = torch.get_num_threads()
@@ -91,6 +92,8 @@ TARGETS = {
     "estimator_vs_mlpclassifier_digits": ("<=", 0.6),
     "searchcv_vs_gridsearchcv": (">=", 4.0),
     "generic_vs_fast_batched_digits": ("<=", 2.0),
+    "ensemble_vs_refit_digits": (">=", 0.0),
+    "ensemble_overhead_digits": ("<=", 1.2),
 }
 
 

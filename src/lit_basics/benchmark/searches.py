@@ -1,6 +1,8 @@
 """Many models at once: one batched group against sequential Lightning fits, and 5-fold searches against
 GridSearchCV (tune.py's batched folds and FNNSearchCV)."""
 
+import time
+
 import torch
 
 from lit_basics.benchmark.fits import REPO, alternate, lightning_fit
@@ -121,3 +123,35 @@ def generic_vs_fast(epochs: int, folds: int = 5, repeats: int = 2) -> dict[str, 
             "generic_batched_ours_s": min(generic_runs), "generic_batched_reference_s": min(fast_runs),
             "generic_vs_fast_first_epoch_val_loss_difference": first_epoch,
             "generic_vs_fast_fold_score_difference": max(abs(a.score - b.score) for a, b in pairs)}
+
+
+def ensemble_comparison(epochs: int, folds: int = 5, n_ensemble: int = 5) -> dict[str, float]:
+    """FNNSearchCV over GRID on digits' training portion: the ensemble of the best candidates' fold models
+    against the single refit, scored on the held-out test rows; and its time against the search alone."""
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from lit_basics.estimators import FNNClassifier, FNNSearchCV
+
+    dm = DigitsDataModule()
+    x, y = dm.arrays
+    portion = dm.training_portion(y)
+    test = sorted(set(range(len(y))) - set(portion.tolist()))
+    grid = {"fnnclassifier__hidden_layer_sizes": [(w,) * d for d in DEPTHS for w in WIDTHS],
+            "fnnclassifier__learning_rate_init": list(LRS), "fnnclassifier__batch_size": list(BATCH_SIZES)}
+    fnn = FNNClassifier(max_iter=epochs, early_stopping=True, init="glorot", random_state=0, device="cpu")
+
+    def search(refit: bool | str) -> tuple[float, float]:
+        started = time.perf_counter()
+        s = FNNSearchCV(make_pipeline(StandardScaler(), fnn), grid, cv=StratifiedKFold(folds, shuffle=True,
+                        random_state=0), refit=refit, n_ensemble=n_ensemble).fit(x[portion], y[portion])
+        seconds = time.perf_counter() - started
+        return seconds, float(s.score(x[test], y[test])) if refit else 0.0
+
+    alone_s, _ = search(False)
+    refit_s, refit_acc = search(True)
+    ensemble_s, ensemble_acc = search("ensemble")
+    return {"ensemble_vs_refit_digits": ensemble_acc - refit_acc, "ensemble_test_acc_digits": ensemble_acc,
+            "refit_test_acc_digits": refit_acc, "ensemble_overhead_digits": ensemble_s / alone_s,
+            "refit_overhead_digits": refit_s / alone_s}
