@@ -230,6 +230,7 @@ class CSVDataModule(ArrayDataModule):
                 str(c) for c in self.classes]:
             raise ConfigError(f"csv: the checkpoint's classes {classes} differ from this file's {list(self.classes)}")
         self.transformer, self.preprocessing = transformer, {**saved, "restored": True}
+        self.restore_target_scaler(state)
         if self.tensors:
             self.tensors = {}
             self.setup()
