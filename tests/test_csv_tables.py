@@ -1,6 +1,8 @@
 """Real tables as other tools write them (issue 21): target units, numeric column names, row indexes and IDs,
 label hygiene, leaks, files that are no CSV text."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,3 +75,33 @@ def test_classification_targets_are_unchanged_by_target_to_units(tmp_path):
     dm.setup("fit")
     y = dm.tensors["train"][1]
     assert dm.target_scale == 1.0 and torch.equal(dm.target_to_units(y), y)
+
+
+def numbered_columns(path) -> str:
+    """A table whose column names are numbers (as written with --data.header false, or by some exports)."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"0": range(60), "1": rng.normal(size=60), "2": rng.normal(size=60),
+                          "15": np.arange(60) % 4, "label": np.arange(60) % 2})
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize(("option", "expected"), [
+    (["--data.drop_columns", "[0, 1, 15]"], "numeric (median-imputed, standardised): 2\n"),
+    (["--data.feature_columns", "[2,15]"], "numeric (median-imputed, standardised): 2, 15\n"),
+    (["--data.feature_columns=[1]"], "numeric (median-imputed, standardised): 1\n"),
+    (["--data.categorical_columns", "[15]"], "categorical (most-frequent-imputed, one-hot): 15 (4 values)"),
+    (["--data.drop_columns", "0"], "numeric (median-imputed, standardised): 1, 2, 15\n"),
+])
+def test_column_names_that_are_numbers_work_in_list_options(workdir, option, expected):
+    metrics = fit_csv(numbered_columns(workdir / "numbered.csv"), "--trainer.max_epochs=1", *option)
+    assert expected in (Path(metrics["log_dir"]) / "data_summary.txt").read_text()
+
+
+def test_column_names_that_are_numbers_work_in_a_config_file(workdir):
+    path = numbered_columns(workdir / "numbered.csv")
+    (workdir / "numbered.yaml").write_text(f"data:\n  class_path: lit_basics.data.CSVDataModule\n  init_args:\n"
+                                           f"    path: {path}\n    drop_columns: [0, 15]\n")
+    metrics = run_cli("fit", "--config", str(workdir / "numbered.yaml"), "--trainer.max_epochs=1")
+    assert "numeric (median-imputed, standardised): 1, 2\n" in (Path(metrics["log_dir"]) / "data_summary.txt"
+                                                                 ).read_text()
