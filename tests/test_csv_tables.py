@@ -105,3 +105,60 @@ def test_column_names_that_are_numbers_work_in_a_config_file(workdir):
     metrics = run_cli("fit", "--config", str(workdir / "numbered.yaml"), "--trainer.max_epochs=1")
     assert "numeric (median-imputed, standardised): 1, 2\n" in (Path(metrics["log_dir"]) / "data_summary.txt"
                                                                  ).read_text()
+
+
+def patients(n: int = 80, seed: int = 2) -> pd.DataFrame:
+    """A clinical-style table sorted by its label, with a patient number and a running row number."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(np.arange(10_000, 99_999), n, replace=False)
+    frame = pd.DataFrame({"visit": np.arange(1, n + 1), "pidnum": ids,
+                          "age": rng.normal(50, 10, n).round(1), "dose": rng.choice([10, 20, 40], n),
+                          "outcome": np.where(np.arange(n) < n // 2, "stable", "worse")})
+    return frame
+
+
+def summary_of(metrics: dict) -> str:
+    return (Path(metrics["log_dir"]) / "data_summary.txt").read_text()
+
+
+@pytest.mark.parametrize("writer", ["R write.csv", "pandas to_csv"])
+def test_a_row_index_and_numeric_ids_are_dropped_with_a_note(workdir, capsys, writer):
+    frame = patients()
+    path = workdir / "trial.csv"
+    if writer == "R write.csv":  # "","visit",... with quoted row numbers 1..n
+        frame.index = frame.index + 1
+        frame.to_csv(path, quoting=1, index_label="")
+        first = "row numbers 1..80"
+    else:
+        frame.to_csv(path)
+        first = "row numbers 0..79"
+    assert path.read_text().split(",")[0] in ('""', "")
+    summary = summary_of(fit_csv(str(path), "--data.label_column", "outcome", "--trainer.max_epochs=1"))
+    out = capsys.readouterr().out
+    assert f"note: the first column has no name and holds {first}: read as the row index" in out
+    assert "numeric (median-imputed, standardised): age, dose\n" in summary
+    assert "visit (a running number 1..80, one per row (an ID" in summary
+    assert "pidnum (a different integer in every row (an ID" in summary
+    assert "row index (first column, no name in the header): left out" in summary
+
+
+def test_a_numeric_id_listed_in_feature_columns_is_kept(workdir):
+    path = str(workdir / "trial.csv")
+    patients().to_csv(path, index=False)
+    summary = summary_of(fit_csv(path, "--data.label_column", "outcome", "--trainer.max_epochs=1",
+                                 "--data.feature_columns", "[visit, age]"))
+    assert "numeric (median-imputed, standardised): visit, age\n" in summary
+    assert "not in --data.feature_columns: pidnum, dose" in summary
+
+
+def test_the_summary_file_lists_every_column_and_the_users_drops(workdir, capsys):
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(60, 9)), columns=[f"x{i}" for i in range(9)]).round(3)
+    frame["label"] = np.arange(60) % 2
+    path = str(workdir / "wide.csv")
+    frame.to_csv(path, index=False)
+    summary = summary_of(fit_csv(path, "--trainer.max_epochs=1", "--data.drop_columns", "[x7, x8]"))
+    console = capsys.readouterr().out
+    assert "numeric (median-imputed, standardised): 7 columns (x0, x1, x2, ...)" in console
+    assert "numeric (median-imputed, standardised): x0, x1, x2, x3, x4, x5, x6\n" in summary
+    assert "dropped by --data.drop_columns: x7, x8" in summary and "dropped by --data.drop_columns: x7, x8" in console

@@ -137,7 +137,7 @@ def _write(tmp_path, text: str):
 
 
 def test_csv_reads_features_and_string_labels(tmp_path):
-    rows = "\n".join(f"{i},{i % 3 * 2.5},{'ab'[i % 2]}" for i in range(40))
+    rows = "\n".join(f"{i % 7},{i % 3 * 2.5},{'ab'[i % 2]}" for i in range(40))
     dm = CSVDataModule(path=_write(tmp_path, "f1,f2,species\n" + rows), label_column="species")
     assert dm.num_features == 2 and dm.num_classes == 2
     assert list(dm.classes) == ["a", "b"]

@@ -86,6 +86,7 @@ class CSVDataModule(ArrayDataModule):
                              "numbers": self.numbers, "na_values": missing_markers(na_values)}
         self.predict_path = predict_path
         self.notes: list[str] = []
+        self.row_index: str | None = None  # what a nameless first column held (read as the row index)
         self.counts: dict[str, int] = {}
         self.prediction_rows: np.ndarray | None = None
         self.transformer: Any = None
@@ -103,6 +104,8 @@ class CSVDataModule(ArrayDataModule):
     # --- reading ---------------------------------------------------------------------------------
     def load_arrays(self) -> Arrays:
         table, _ = read_table(self.path, **self.read_options)
+        self.row_index = table.attrs.get("row_index")
+        self.notes += [self.row_index] if self.row_index else []
         self.counts["read"] = len(table)
         self.check_column_names(list(table.columns))
         numbers = [c for c in table.columns if _is_number(c)]
@@ -276,15 +279,15 @@ class CSVDataModule(ArrayDataModule):
         fresh = not self.tensors
         super().setup(stage)
         if fresh and stage == "fit" and self.trainer is not None and self.trainer.is_global_zero:
-            text = self.summary()
-            print(text)
+            print(self.summary())
             if self.trainer.loggers and self.trainer.log_dir:
                 folder = Path(self.trainer.log_dir)
                 folder.mkdir(parents=True, exist_ok=True)
-                (folder / "data_summary.txt").write_text(text + "\n")
+                (folder / "data_summary.txt").write_text(self.summary(shown=None) + "\n")
 
-    def summary(self) -> str:
-        """What was read, kept, dropped, imputed and encoded, and the classes: printed before training."""
+    def summary(self, shown: int | None = 6) -> str:
+        """What was read, kept, dropped, imputed and encoded, and the classes: printed before training.
+        `shown`: past this many numeric columns the console gives a count (None, for data_summary.txt: every column)."""
         sizes = {split: len(rows) for split, rows in self.split_rows(self.arrays[1]).items()}
         kept, read = self.counts["kept"], self.counts["read"]
         plan, state = self.plan, self.preprocessing or {}
@@ -294,12 +297,25 @@ class CSVDataModule(ArrayDataModule):
                  f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test",
                  f"features: {len(plan.used) + len(plan.dropped)} columns, {len(plan.used)} used -> {self.width} "
                  f"model inputs (fitted on the {sizes['train']} training rows)"]
-        lines += plan.describe(gaps, state.get("categories", []), self.impute, self.standardize)
+        lines += plan.describe(gaps, state.get("categories", []), self.impute, self.standardize, shown)
+        lines += self.unused_columns()
         if self.task == "classification":
             counts = np.bincount(self.arrays[1])
             lines.append(f"classes: {', '.join(f'{c} {n}' for c, n in zip(self.classes, counts, strict=True))}")
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+    def unused_columns(self) -> list[str]:
+        """Summary lines for the columns the user left out (drop_columns, or not in feature_columns) and a row index."""
+        lines = [f"  dropped by --data.drop_columns: {', '.join(self.drop_columns)}"] if self.drop_columns else []
+        if self.feature_columns:
+            others = [c for c in self.table.columns if c not in {*self.feature_columns, *self.drop_columns,
+                                                                  self.label_column, "__row"}]
+            lines += [f"  not in --data.feature_columns: {', '.join(others)}"] if others else []
+        if self.row_index:
+            lines.append("  row index (first column, no name in the header): left out")
+        return lines
 
 
 def _is_number(text: str) -> bool:

@@ -78,7 +78,8 @@ def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", s
     if len(names) < 2:
         raise ConfigError(f"csv: file {path!r} splits into one column with {how}; "
                           "set --data.sep to the file's delimiter (e.g. ';' or '\\t')")
-    check_names(path, names)
+    index = header and len(names) > 2 and not names[0] and all(names[1:])  # R's write.csv, pandas' to_csv index
+    check_names(path, names, skip_first=index)
     check_field_counts(path, names, rows, header)
     if not rows:
         raise ConfigError(f"csv: file {path!r} has a header but no rows")
@@ -89,12 +90,31 @@ def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", s
     if len(table) != len(rows):
         raise ConfigError(f"csv: file {path!r}: pandas read {len(table)} rows where the csv module read "
                           f"{len(rows)}; check the quoting")
+    if index:
+        table = drop_row_index(table)
     return table, list(range(1, len(rows) + 1))
 
 
-def check_names(path: str, names: list[str]) -> None:
-    """Blank or repeated column names are refused (pandas would rename them silently)."""
+def drop_row_index(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without its first column, a row index under an empty header field; `attrs["row_index"]`
+    says what it held (for the note and the summary)."""
+    first = table.iloc[:, 0]
+    numbers = pd.to_numeric(first, errors="coerce")
+    running = numbers.notna().all() and (numbers.diff().iloc[1:] == 1).all()
+    held = (f"row numbers {numbers.iloc[0]:g}..{numbers.iloc[-1]:g}" if running
+            else f"row names (e.g. {str(first.iloc[0])!r})")
+    table = table.iloc[:, 1:].copy()
+    table.attrs["row_index"] = (f"the first column has no name and holds {held}: read as the row index "
+                                "(as R's write.csv and pandas' to_csv write one) and left out")
+    return table
+
+
+def check_names(path: str, names: list[str], skip_first: bool = False) -> None:
+    """Blank or repeated column names are refused (pandas would rename them silently); `skip_first`: the first
+    field is a row index's empty name."""
     for i, name in enumerate(names):
+        if skip_first and i == 0:
+            continue
         if not name:
             raise ConfigError(f"csv: header field {i + 1} of {path!r} has no name; name every column "
                               "(or use --data.header false and refer to columns by number)")
