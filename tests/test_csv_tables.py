@@ -162,3 +162,112 @@ def test_the_summary_file_lists_every_column_and_the_users_drops(workdir, capsys
     assert "numeric (median-imputed, standardised): 7 columns (x0, x1, x2, ...)" in console
     assert "numeric (median-imputed, standardised): x0, x1, x2, x3, x4, x5, x6\n" in summary
     assert "dropped by --data.drop_columns: x7, x8" in summary and "dropped by --data.drop_columns: x7, x8" in console
+
+
+def refusal(capsys, path: str, *options: str) -> str:
+    """The one-line error of a fit that must be refused before anything is written."""
+    with pytest.raises(SystemExit) as info:
+        fit_csv(path, *options)
+    assert info.value.code == 2 and not Path("logs").exists()
+    lines = capsys.readouterr().err.strip().splitlines()
+    return lines[-1]
+
+
+def three_classes(n: int = 90, seed: int = 4) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.normal(size=n).round(3), "b": rng.normal(size=n).round(3),
+                         "label": np.array(["cat", "dog", "fox"])[np.arange(n) % 3]})
+
+
+def test_an_integer_quantity_under_classification_names_the_regression_task(workdir, capsys):
+    frame = prices(300)
+    frame["price"] = frame["price"].round().astype(int)
+    path = str(workdir / "prices.csv")
+    frame.to_csv(path, index=False)
+    line = refusal(capsys, path, "--data.label_column", "price")
+    assert "label column 'price' has" in line and "seen once: a quantity, not classes; for a numeric target use " \
+        "--data.task regression" in line and len(line) < 300
+
+
+def test_a_class_too_small_to_split_is_named_by_its_name(workdir, capsys):
+    frame = three_classes()
+    frame.loc[0, "label"] = "wolf"
+    path = str(workdir / "rare.csv")
+    frame.to_csv(path, index=False)
+    line = refusal(capsys, path)
+    assert "classes with too few rows to stratify into train, val and test: 'wolf' (1 row)" in line
+
+
+def test_label_values_with_stray_spaces_are_one_class_with_a_note(workdir, capsys):
+    frame = three_classes()
+    frame.loc[::2, "label"] = frame["label"][::2] + " "
+    path = str(workdir / "spaces.csv")
+    frame.to_csv(path, index=False)
+    summary = summary_of(fit_csv(path, "--trainer.max_epochs=1"))
+    assert "classes: cat 30, dog 30, fox 30" in summary
+    assert "note: label values stripped of surrounding spaces: 6 -> 3 classes ('cat ' is 'cat'; 45 rows)" in summary
+
+
+def test_a_control_character_in_a_cell_is_refused_with_its_row_and_column(workdir, capsys):
+    frame = three_classes()
+    frame["colour"] = np.array(["red", "blue"])[np.arange(90) % 2]
+    frame.loc[6, "colour"] = "red\x00"
+    path = str(workdir / "nul.csv")
+    frame.to_csv(path, index=False)
+    line = refusal(capsys, path)
+    assert "column 'colour' holds the control character '\\x00' in data row 7" in line
+
+
+def test_repeated_rows_are_dropped_before_the_split_or_kept_and_reported(workdir, capsys):
+    frame = three_classes()
+    path = str(workdir / "triple.csv")
+    pd.concat([frame, frame, frame]).to_csv(path, index=False)
+    summary = summary_of(fit_csv(path, "--trainer.max_epochs=1"))
+    assert "270 read, 180 dropped, 90 kept; 54 train / 18 val / 18 test" in summary
+    assert "note: dropped 180 rows that repeat an earlier row exactly" in summary
+    dm = CSVDataModule(path=path)
+    rows = dm.split_rows(dm.arrays[1])
+    seen = [set(map(tuple, dm.table.drop(columns="__row").iloc[rows[s]].to_numpy().tolist())) for s in rows]
+    assert not (seen[0] & seen[2]) and not (seen[0] & seen[1])  # no row of train is in val or test
+    kept = summary_of(fit_csv(path, "--trainer.max_epochs=1", "--data.duplicates", "keep"))
+    assert "270 read, 0 dropped, 270 kept" in kept and "180 rows repeat an earlier row exactly and are kept" in kept
+
+
+@pytest.mark.parametrize(("column", "values", "what"), [
+    ("copy", lambda label: label, "a copy"),
+    ("code", lambda label: label.map({"cat": 10, "dog": 20, "fox": 30}), "a one-to-one recoding"),
+])
+def test_a_feature_that_is_the_label_under_another_name_is_refused(workdir, capsys, column, values, what):
+    frame = three_classes()
+    frame[column] = values(frame["label"])
+    path = str(workdir / "leak.csv")
+    frame.to_csv(path, index=False)
+    line = refusal(capsys, path)
+    assert f"feature column {column!r} is {what} of the label 'label': a model would read the answer" in line
+
+
+def test_a_monotone_function_of_a_regression_target_is_refused(workdir, capsys):
+    frame = prices()
+    frame["price_eur"] = (frame["price"] * 0.92).round(4)
+    path = str(workdir / "leak.csv")
+    frame.to_csv(path, index=False)
+    line = refusal(capsys, path, "--data.label_column", "price", "--data.task", "regression", "--model.loss", "mse")
+    assert "feature column 'price_eur' is a monotone function of the label 'price'" in line
+
+
+def test_a_column_that_alone_predicts_the_label_warns(workdir, capsys):
+    frame = three_classes()
+    rng = np.random.default_rng(5)
+    frame["score"] = frame["label"].map({"cat": 1.0, "dog": 2.0, "fox": 3.0}) + rng.normal(0, 0.05, 90)
+    path = str(workdir / "near.csv")
+    frame.to_csv(path, index=False)
+    summary = summary_of(fit_csv(path, "--trainer.max_epochs=1"))
+    assert "warning: column 'score' alone predicts the label 'label' almost perfectly on the training rows" in summary
+    assert "warning" in capsys.readouterr().out
+    assert "warning" not in summary_of(fit_csv(str(_without(workdir, frame, "score")), "--trainer.max_epochs=1"))
+
+
+def _without(workdir: Path, frame: pd.DataFrame, column: str) -> Path:
+    path = workdir / "plain.csv"
+    frame.drop(columns=column).to_csv(path, index=False)
+    return path

@@ -159,8 +159,21 @@ class ArrayDataModule(L.LightningDataModule):
                 rest, test_size=val_share, random_state=self.seed, stratify=None if stratify is None else y[rest]
             )
         except ValueError as err:
-            raise ConfigError(f"{self.name}: cannot split {len(y)} rows into train/val/test: {err}") from None
+            raise ConfigError(f"{self.name}: cannot split {len(y)} rows into train/val/test: "
+                              f"{self.too_small_classes(y) or err}") from None
         return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+    def too_small_classes(self, y: np.ndarray) -> str | None:
+        """The classes too small for a stratified split, by their names (not their codes), or None."""
+        if self.task != "classification" or self.classes is None:
+            return None
+        counts = np.bincount(y, minlength=len(self.classes))
+        small = np.flatnonzero(counts <= max(2, counts.min()))
+        shown = ", ".join(f"{_plain(self.classes[c])!r} ({counts[c]} row{'s' if counts[c] != 1 else ''})"
+                          for c in small[:5])
+        more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+        return (f"classes with too few rows to stratify into train, val and test: {shown}{more}; each class "
+                "needs at least 3 rows (drop or merge those rows)")
 
     @cached_property
     def arrays(self) -> Arrays:
@@ -332,6 +345,11 @@ class ArrayDataModule(L.LightningDataModule):
             return None
         return {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
                 "standardize": self.standardize, "folds": self.folds, "fold": self.fold if self.folds else 0}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages: 7, not np.int64(7))."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def take_rows(x: Any, rows: np.ndarray) -> Any:

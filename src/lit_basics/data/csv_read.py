@@ -7,9 +7,11 @@ other columns than the file shows. The raw records are checked with the csv modu
 
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lit_basics.data.csv_numbers import PLAIN_NUMBERS, NumberFormat
@@ -17,6 +19,7 @@ from lit_basics.errors import ConfigError
 
 DELIMITERS = ",;\t|"
 SNIFF_CHARS = 64_000
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # control characters but tab and line ends
 
 
 def read_text(path: str, encoding: str) -> str:
@@ -90,9 +93,29 @@ def read_table(path: str, sep: str | None = None, encoding: str = "utf-8-sig", s
     if len(table) != len(rows):
         raise ConfigError(f"csv: file {path!r}: pandas read {len(table)} rows where the csv module read "
                           f"{len(rows)}; check the quoting")
+    check_control_characters(path, table)
     if index:
         table = drop_row_index(table)
     return table, list(range(1, len(rows) + 1))
+
+
+def check_control_characters(path: str, table: pd.DataFrame) -> None:
+    """A NUL or another control character in a name or cell is refused with its column and data row (pandas
+    would keep it as part of a category that prints like another)."""
+    for name in table.columns:
+        if re.search(CONTROL, str(name)):
+            raise ConfigError(f"csv: the header of {path!r} has a control character in the column name {name!r}; "
+                              "remove it from the file")
+    for name in table.columns:
+        values = table[name]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+            continue
+        bad = values.astype(str).str.contains(CONTROL, regex=True) & values.notna()
+        if bad.any():
+            at = int(np.flatnonzero(bad.to_numpy())[0])
+            char = re.search(CONTROL, str(values.iloc[at])).group()
+            raise ConfigError(f"csv: column {name!r} holds the control character {char!r} in data row {at + 1} "
+                              f"({values.iloc[at]!r}); remove it from the file (control characters are no text)")
 
 
 def drop_row_index(table: pd.DataFrame) -> pd.DataFrame:
