@@ -271,3 +271,26 @@ def _without(workdir: Path, frame: pd.DataFrame, column: str) -> Path:
     path = workdir / "plain.csv"
     frame.drop(columns=column).to_csv(path, index=False)
     return path
+
+
+def test_compressed_and_spreadsheet_files_are_named_by_their_first_bytes(workdir, capsys):
+    import gzip
+    import zipfile
+
+    text = three_classes().to_csv(index=False)
+    (workdir / "gz.csv").write_bytes(gzip.compress(text.encode()))
+    with zipfile.ZipFile(workdir / "book.csv", "w") as book:  # the parts every .xlsx has
+        book.writestr("[Content_Types].xml", "<Types/>")
+        book.writestr("xl/workbook.xml", "<workbook/>")
+    assert "is a gzip-compressed file, not CSV text (its first bytes say so); decompress it" in refusal(
+        capsys, str(workdir / "gz.csv"))
+    assert "is an Excel workbook (.xlsx), not CSV text" in refusal(capsys, str(workdir / "book.csv"))
+
+
+def test_a_bom_kept_by_the_utf8_encoding_is_named(workdir, capsys):
+    path = workdir / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + three_classes().to_csv(index=False).encode())
+    line = refusal(capsys, str(path), "--data.encoding", "utf-8")
+    assert "starts with a UTF-8 byte-order mark (BOM) that --data.encoding 'utf-8' keeps" in line
+    assert "(it would read as 'a' with an invisible '\\ufeff' before it); use --data.encoding utf-8-sig" in line
+    assert "90 kept" in summary_of(fit_csv(str(path), "--trainer.max_epochs=1"))  # the default removes it

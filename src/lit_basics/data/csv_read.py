@@ -5,6 +5,7 @@ fields, renames a repeated name to `x.1`, and names a blank one `Unnamed: 2`; ea
 other columns than the file shows. The raw records are checked with the csv module first.
 """
 
+import codecs
 import csv
 import io
 import re
@@ -30,14 +31,56 @@ def read_text(path: str, encoding: str) -> str:
     if not file.is_file():
         raise ConfigError(f"csv: file {path!r} does not exist")
     try:
-        return file.read_text(encoding=encoding)
+        data = file.read_bytes()
+        codec = codecs.lookup(encoding).name
     except LookupError:
         raise ConfigError(f"csv: unknown encoding {encoding!r}; e.g. utf-8, latin-1, cp1252") from None
+    except OSError as err:
+        raise ConfigError(f"csv: file {path!r} cannot be read: {err.strerror}") from None
+    check_not_binary(path, data, encoding, codec)
+    try:
+        return data.decode(encoding)
     except UnicodeDecodeError as err:
         raise ConfigError(f"csv: file {path!r} is not {encoding} text (byte {err.start}); "
                           "set --data.encoding, e.g. latin-1 or cp1252") from None
-    except OSError as err:
-        raise ConfigError(f"csv: file {path!r} cannot be read: {err.strerror}") from None
+
+
+# what a file is when its first bytes say so: (test, what it is, what to do)
+NOT_TEXT = (
+    (lambda b: b.startswith(b"\x1f\x8b"), "a gzip-compressed file", "decompress it first (gunzip)"),
+    (lambda b: b.startswith(b"PK\x03\x04") and b"xl/" in b[:4096] + b[-65536:], "an Excel workbook (.xlsx)",
+     "save the sheet as CSV (File > Save As > CSV) or export it with pandas.read_excel(...).to_csv(...)"),
+    (lambda b: b.startswith(b"PK\x03\x04"), "a zip archive", "unzip it and pass the CSV file inside"),
+    (lambda b: b.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"), "an old Excel (.xls) or other Office file",
+     "save the sheet as CSV"),
+    (lambda b: b.startswith(b"BZh") and b[4:10] == b"1AY&SY", "a bzip2-compressed file", "decompress it (bunzip2)"),
+    (lambda b: b.startswith(b"\xfd7zXZ\x00"), "an xz-compressed file", "decompress it (unxz)"),
+    (lambda b: b.startswith(b"\x28\xb5\x2f\xfd"), "a zstd-compressed file", "decompress it (unzstd)"),
+    (lambda b: b.startswith(b"7z\xbc\xaf\x27\x1c"), "a 7-zip archive", "extract the CSV file from it"),
+    (lambda b: b.startswith(b"PAR1") and b.endswith(b"PAR1"), "a Parquet file",
+     "export it with pandas.read_parquet(...).to_csv(...)"),
+    (lambda b: b.startswith(b"%PDF-"), "a PDF document", "export the table as CSV"),
+)
+
+
+def _first_field(data: bytes) -> str:
+    return re.split(rb"[,;\t|\r\n]", data[:200], maxsplit=1)[0].decode("utf-8", "replace")
+
+
+def check_not_binary(path: str, data: bytes, encoding: str, codec: str) -> None:
+    """Compressed, spreadsheet and other binary files named by their first bytes (not a mis-encoded text), and a
+    byte-order mark the chosen encoding would keep as part of the first column name."""
+    for test, what, advice in NOT_TEXT:
+        if test(data):
+            raise ConfigError(f"csv: file {path!r} is {what}, not CSV text (its first bytes say so); {advice}")
+    if data.startswith(codecs.BOM_UTF8) and codec != "utf-8-sig":
+        raise ConfigError(f"csv: file {path!r} starts with a UTF-8 byte-order mark (BOM) that --data.encoding "
+                          f"{encoding!r} keeps as part of the first column name (it would read as "
+                          f"{_first_field(data[3:])!r} with an invisible "
+                          "'\\ufeff' before it); use --data.encoding utf-8-sig (the default), which removes it")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not codec.startswith("utf-16"):
+        raise ConfigError(f"csv: file {path!r} is UTF-16 text (its byte-order mark says so), not {encoding}; "
+                          "use --data.encoding utf-16")
 
 
 def sniff_delimiter(text: str) -> str:
