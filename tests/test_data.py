@@ -18,7 +18,7 @@ from lit_basics.data import (
 from lit_basics.data.batching import TensorBatchLoader
 from lit_basics.errors import ConfigError
 
-from .conftest import write_tiny_mnist
+from .conftest import config, run_cli, write_tiny_mnist
 
 EMBEDDED = ["xor", "moons", "circles", "classification", "iris", "digits", "breast_cancer", "wine", "diabetes"]
 
@@ -213,3 +213,38 @@ def test_the_batched_search_standardises_each_fold_with_its_training_rows_only()
         expected = (x - x[train].mean(0)) / x[train].std(0)
         np.testing.assert_allclose(runner.x[fold].cpu().numpy(), expected, rtol=1e-4, atol=1e-4)
         assert not np.allclose(runner.x[fold].cpu().numpy(), everything, rtol=1e-4, atol=1e-4)
+
+
+# --- generated data sets: data_seed draws the points, seed splits them --------------------------
+@pytest.mark.parametrize("name", ["moons", "circles", "classification", "xor"])
+def test_the_split_seed_no_longer_redraws_a_generated_data_set(name):
+    from lit_basics.data import DATAMODULES
+
+    extra = {"variant": "noisy"} if name == "xor" else {}
+    make = DATAMODULES[name]
+    default, other_split = make(**extra).arrays, make(seed=7, **extra).arrays
+    np.testing.assert_array_equal(default[0], other_split[0])
+    np.testing.assert_array_equal(default[1], other_split[1])
+    assert not np.array_equal(make(data_seed=7, **extra).arrays[0], default[0])
+    assert not np.array_equal(make(seed=7, **extra).split_indices(default[1])["test"],
+                              make(**extra).split_indices(default[1])["test"])
+
+
+def test_the_default_data_seed_draws_the_points_the_configs_drew_before():
+    from sklearn.datasets import make_moons
+
+    from lit_basics.data import MoonsDataModule
+
+    x, y = make_moons(n_samples=1000, noise=0.2, random_state=42)  # what seed=42 (the old default) generated
+    np.testing.assert_allclose(MoonsDataModule().arrays[0], x.astype(np.float32))
+
+
+def test_a_checkpoint_is_refused_on_points_drawn_with_another_data_seed(workdir, capsys):
+    metrics = run_cli("fit", "--config", config("moons"), "--trainer.max_epochs=1", "--data.init_args.seed=3")
+    with pytest.raises(SystemExit):
+        run_cli("test", "--config", config("moons"), "--data.init_args.seed=3", "--data.data_seed=5",
+                "--ckpt_path", metrics["best_model_path"])
+    assert "generated with data_seed=42" in capsys.readouterr().err
+    tested = run_cli("test", "--config", config("moons"), "--data.init_args.seed=3", "--ckpt_path",
+                     metrics["best_model_path"])
+    assert "test/acc" in tested
