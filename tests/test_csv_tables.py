@@ -294,3 +294,19 @@ def test_a_bom_kept_by_the_utf8_encoding_is_named(workdir, capsys):
     assert "starts with a UTF-8 byte-order mark (BOM) that --data.encoding 'utf-8' keeps" in line
     assert "(it would read as 'a' with an invisible '\\ufeff' before it); use --data.encoding utf-8-sig" in line
     assert "90 kept" in summary_of(fit_csv(str(path), "--trainer.max_epochs=1"))  # the default removes it
+
+
+def test_a_fit_uses_one_intra_op_thread_unless_told(workdir):
+    """Two threads on tiny matrices ran a 3-epoch CSV fit 7-15x slower when another process kept a core busy."""
+    path = str(workdir / "t.csv")
+    three_classes().to_csv(path, index=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        fit_csv(path, "--trainer.max_epochs=1")
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        fit_csv(path, "--trainer.max_epochs=1", "--torch_threads", "0")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
