@@ -310,3 +310,12 @@ def test_a_fit_uses_one_intra_op_thread_unless_told(workdir):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_inf_after_rows_without_a_label_names_its_row_in_the_file(workdir, capsys):
+    frame = three_classes().astype({"label": object})
+    frame.loc[[1, 2], "label"] = np.nan  # dropped before the columns are read
+    frame.loc[5, "a"] = np.inf
+    path = str(workdir / "inf.csv")
+    frame.to_csv(path, index=False)
+    assert "feature column 'a' has an inf value in data row 6;" in refusal(capsys, path)

@@ -248,3 +248,19 @@ def test_a_checkpoint_is_refused_on_points_drawn_with_another_data_seed(workdir,
     tested = run_cli("test", "--config", config("moons"), "--data.init_args.seed=3", "--ckpt_path",
                      metrics["best_model_path"])
     assert "test/acc" in tested
+
+
+def test_diabetes_predictions_are_in_the_targets_units(workdir):
+    from sklearn.datasets import load_diabetes
+
+    from lit_basics.data import DiabetesDataModule
+
+    metrics = run_cli("fit", "--config", config("diabetes"), "--trainer.max_epochs=2")
+    out = workdir / "p.csv"
+    run_cli("predict", "--config", config("diabetes"), "--ckpt_path", metrics["best_model_path"],
+            "--trainer.callbacks+=lit_basics.callbacks.PredictionCSVWriter", f"--trainer.callbacks.output_path={out}")
+    table = pd.read_csv(out)
+    dm = DiabetesDataModule()
+    y = load_diabetes().target
+    np.testing.assert_allclose(table["target"], y[dm.split_indices(dm.arrays[1])["test"]], rtol=1e-5)
+    assert 50 < table["prediction"].median() < 260  # the target's units (mean 152, std 77), not standardised ones

@@ -114,7 +114,7 @@ def column_role(values: pd.Series, categorical: bool, explicit: bool, rows: list
     if not explicit and (reason := integer_id(values)):
         return "drop", reason
     if pd.api.types.is_numeric_dtype(values):
-        check_finite(values)
+        check_finite(values, rows)
         return "numeric", ""
     if number_format.parse(present).notna().all():  # numbers written in the file's notation (read as text)
         return "numeric", ""
@@ -144,11 +144,13 @@ def _refuse_or_drop(explicit: bool, name: str, reason: str) -> tuple[str, str]:
     return "drop", reason
 
 
-def check_finite(values: pd.Series) -> None:
+def check_finite(values: pd.Series, rows: list[int] | None = None) -> None:
+    """An inf is refused with its data row in the file (`rows`: the file's numbering of the table's rows)."""
     bad = np.isinf(values.to_numpy(dtype=np.float64))
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ConfigError(f"csv: feature column {values.name!r} has an inf value in data row {row + 1}; "
+        at = int(np.flatnonzero(bad)[0])
+        row = rows[at] if rows is not None else at + 1
+        raise ConfigError(f"csv: feature column {values.name!r} has an inf value in data row {row}; "
                           "replace it by a number or leave the cell empty")
 
 
@@ -201,7 +203,7 @@ def _numbers(values: pd.Series, rows: list[int], number_format: NumberFormat) ->
                     "--data.thousands, and write this file alike)") if re.fullmatch(NUMBER_TEXT, value) else ""
         raise ConfigError(f"csv: column {values.name!r} is numeric but data row {rows[at]} holds "
                           f"{values.iloc[at]!r}{notation}")
-    check_finite(numbers.rename(values.name))
+    check_finite(numbers.rename(values.name), rows)
     return numbers.astype("float64")
 
 
