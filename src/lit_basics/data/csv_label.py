@@ -73,15 +73,17 @@ def refuse_label_copies(table: pd.DataFrame, columns: list[str], label: str, tas
 
 
 def _copy_kind(f: pd.Series, y: pd.Series, task: str) -> str | None:
+    n_y = y.nunique()
+    if f.nunique() != n_y:  # a copy, a recoding and a monotone function all keep the number of distinct values
+        return None
     if (f.astype(str) == y.astype(str)).all() or (_numeric(f) and _numeric(y) and np.allclose(
             f.to_numpy(np.float64), y.to_numpy(np.float64))):
         return "a copy"
-    n_y = y.nunique()
-    if n_y <= len(y) / 2 and f.nunique() == n_y == len(pd.DataFrame({"f": f, "y": y}).drop_duplicates()):
+    if n_y <= len(y) / 2 and n_y == len(pd.DataFrame({"f": f, "y": y}).drop_duplicates()):
         return "a one-to-one recoding"
     if task == "regression" and _numeric(f) and f.nunique() > 2:
         ranks, label_ranks = f.rank(), y.rank()
-        if (ranks == label_ranks).all() or (ranks == label_ranks.max() + label_ranks.min() - label_ranks).all():
+        if (ranks == label_ranks).all() or (ranks == len(y) + 1 - label_ranks).all():
             return "a monotone function"
     return None
 
