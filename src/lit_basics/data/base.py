@@ -17,13 +17,14 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from lit_basics.data.batching import TensorBatchLoader
+from lit_basics.data.targets import TargetScaling
 from lit_basics.errors import ConfigError, check_choice
 
 SPLITS = ("train", "val", "test")
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
-class ArrayDataModule(L.LightningDataModule):
+class ArrayDataModule(TargetScaling, L.LightningDataModule):
     """Base DataModule for data sets that fit in memory.
 
     Args:
@@ -91,7 +92,7 @@ class ArrayDataModule(L.LightningDataModule):
         self.classes: np.ndarray | None = None
         self.scaler: tuple[np.ndarray, np.ndarray] | None = None
         self.target_scaler: tuple[float, float] | None = None  # (mean, std) of the training targets
-        self.target_restored = False  # target_scaler came from a checkpoint
+        self.target_restored = False  # target_scaler came from a checkpoint (TargetScaling)
 
     @classmethod
     def run_name(cls, init_args: Any) -> str:
@@ -234,10 +235,8 @@ class ArrayDataModule(L.LightningDataModule):
         bounds = np.cumsum([0, *(len(part) for part in parts)])
         features = self.fit_features(np.arange(bounds[1]), concat_rows(parts))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        if self.standardize and self.task == "regression" and not self.target_restored:
-            # the model learns standardised targets; target_to_units maps its outputs back
-            y_train = np.asarray(splits["train"][1], dtype=np.float64)
-            self.target_scaler = (float(y_train.mean()), float(y_train.std()) or 1.0)
+        if self.standardize and self.task == "regression":
+            self.fit_target_scaler(splits["train"][1])
         for i, split in enumerate(SPLITS):
             x, y = features[bounds[i] : bounds[i + 1]], splits[split][1]
             if self.target_scaler is not None:
@@ -292,25 +291,6 @@ class ArrayDataModule(L.LightningDataModule):
         if self.restore_target_scaler(state) and self.tensors:
             self.tensors = {}
             self.setup()
-
-    def restore_target_scaler(self, state: dict[str, Any]) -> bool:
-        saved = state.get("target_scaler")
-        if saved is None or self.task != "regression":
-            return False
-        self.target_scaler, self.target_restored = (float(saved[0]), float(saved[1])), True
-        return True
-
-    @property
-    def target_scale(self) -> float:
-        """The std the regression target was divided by (1.0 when not standardised): RMSE in units = RMSE * this."""
-        return 1.0 if self.target_scaler is None else float(self.target_scaler[1])
-
-    def target_to_units(self, t: torch.Tensor) -> torch.Tensor:
-        """Model outputs or targets (standardised for a regression) in the target's own units; identity otherwise."""
-        if self.target_scaler is None or self.task != "regression":
-            return t
-        mean, std = self.target_scaler
-        return t.double() * std + mean
 
     def source(self) -> str | None:
         """The file the rows come from (`self.path`), named with a hash of its first line (the header)."""

@@ -30,6 +30,7 @@ from lit_basics.data.csv_label import (
 )
 from lit_basics.data.csv_numbers import NumberFormat, numbers_as_text
 from lit_basics.data.csv_read import missing_markers, read_table
+from lit_basics.data.csv_summary import table_summary
 from lit_basics.errors import ConfigError, check_choice
 
 MANY_FLOAT_LABELS = 20  # a float label with more distinct values than this is a quantity, not classes
@@ -312,35 +313,7 @@ class CSVDataModule(ArrayDataModule):
     def summary(self, shown: int | None = 6) -> str:
         """What was read, kept, dropped, imputed and encoded, and the classes: printed before training.
         `shown`: past this many numeric columns the console gives a count (None, for data_summary.txt: every column)."""
-        sizes = {split: len(rows) for split, rows in self.split_rows(self.arrays[1]).items()}
-        kept, read = self.counts["kept"], self.counts["read"]
-        plan, state = self.plan, self.preprocessing or {}
-        gaps = self.table[plan.used].isna().sum()
-        lines = [f"data: {self.path} (label {self.label_column!r}, {self.task})",
-                 f"rows: {read} read, {read - kept} dropped, {kept} kept; "
-                 f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test",
-                 f"features: {len(plan.used) + len(plan.dropped)} columns, {len(plan.used)} used -> {self.width} "
-                 f"model inputs (fitted on the {sizes['train']} training rows)"]
-        lines += plan.describe(gaps, state.get("categories", []), self.impute, self.standardize, shown)
-        lines += self.unused_columns()
-        if self.task == "classification":
-            counts = np.bincount(self.arrays[1])
-            lines.append(f"classes: {', '.join(f'{c} {n}' for c, n in zip(self.classes, counts, strict=True))}")
-        lines += [f"note: {note}" for note in self.notes]
-        lines += [f"warning: {warning}" for warning in self.warnings]
-        return "\n".join(lines)
-
-
-    def unused_columns(self) -> list[str]:
-        """Summary lines for the columns the user left out (drop_columns, or not in feature_columns) and a row index."""
-        lines = [f"  dropped by --data.drop_columns: {', '.join(self.drop_columns)}"] if self.drop_columns else []
-        if self.feature_columns:
-            others = [c for c in self.table.columns if c not in {*self.feature_columns, *self.drop_columns,
-                                                                  self.label_column, "__row"}]
-            lines += [f"  not in --data.feature_columns: {', '.join(others)}"] if others else []
-        if self.row_index:
-            lines.append("  row index (first column, no name in the header): left out")
-        return lines
+        return table_summary(self, shown)
 
 
 def _is_number(text: str) -> bool:
