@@ -1,6 +1,7 @@
 """Real tables as other tools write them (issue 21): target units, numeric column names, row indexes and IDs,
 label hygiene, leaks, files that are no CSV text."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +232,8 @@ def test_repeated_rows_are_dropped_before_the_split_or_kept_and_reported(workdir
     assert not (seen[0] & seen[2]) and not (seen[0] & seen[1])  # no row of train is in val or test
     kept = summary_of(fit_csv(path, "--trainer.max_epochs=1", "--data.duplicates", "keep"))
     assert "270 read, 0 dropped, 270 kept" in kept and "180 rows repeat an earlier row exactly and are kept" in kept
+    assert re.search(r"note: \d+ of 54 test rows and \d+ of 54 val rows have an exact copy among the training rows",
+                     kept)
 
 
 @pytest.mark.parametrize(("column", "values", "what"), [

@@ -6,6 +6,7 @@ The console abbreviates long lists of numeric columns; `data_summary.txt` (shown
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def table_summary(dm: Any, shown: int | None = 6) -> str:
@@ -24,7 +25,7 @@ def table_summary(dm: Any, shown: int | None = 6) -> str:
     if dm.task == "classification":
         counts = np.bincount(dm.arrays[1])
         lines.append(f"classes: {', '.join(f'{c} {n}' for c, n in zip(dm.classes, counts, strict=True))}")
-    lines += [f"note: {note}" for note in dm.notes]
+    lines += [f"note: {note}" for note in [*dm.notes, *copies_across_splits(dm)]]
     lines += [f"warning: {warning}" for warning in dm.warnings]
     return "\n".join(lines)
 
@@ -39,3 +40,17 @@ def unused_columns(dm: Any) -> list[str]:
     if dm.row_index:
         lines.append("  row index (first column, no name in the header): left out")
     return lines
+
+
+def copies_across_splits(dm: Any) -> list[str]:
+    """With duplicates kept: how many val and test rows have an exact copy among the training rows."""
+    if dm.duplicates != "keep":
+        return []
+    hashes = pd.util.hash_pandas_object(dm.table.drop(columns="__row"), index=False).to_numpy()
+    rows = dm.split_rows(dm.arrays[1])
+    train = set(hashes[rows["train"]])
+    counts = {split: int(np.isin(hashes[rows[split]], list(train)).sum()) for split in ("val", "test")}
+    if not any(counts.values()):
+        return []
+    return [f"{counts['test']} of {len(rows['test'])} test rows and {counts['val']} of {len(rows['val'])} val rows "
+            "have an exact copy among the training rows"]
