@@ -181,6 +181,8 @@ CASES += [
      "is a gzip-compressed file, not CSV text (its first bytes say so); decompress it first (gunzip)"),
     ("CSV Excel workbook named .csv", "fit", "--config {cfg:csv} --data.path {tmp}/workbook.csv",
      "is an Excel workbook (.xlsx), not CSV text (its first bytes say so); save the sheet as CSV"),
+    ("CSV duplicates setting unknown", "fit", "--config {cfg:csv} --data.path {tmp}/good.csv --data.duplicates remove",
+     "unknown duplicates 'remove'; allowed: drop, keep"),
     ("CSV BOM kept by --data.encoding utf-8", "fit", "--config {cfg:csv} --data.path {tmp}/bom.csv --data.encoding utf-8",
      "starts with a UTF-8 byte-order mark (BOM) that --data.encoding 'utf-8' keeps as part of the first column name"),
 ]
