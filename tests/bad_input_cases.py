@@ -167,6 +167,54 @@ CASES = [
 ]
 
 
+
+def _table(rows: int = 30, label=lambda i: i % 3, extra: str = "", cell=lambda i: "") -> str:
+    lines = [f"a,b,label{extra}"] + [f"{(i * 7) % 11 / 10},{(i * 5) % 13 / 10},{label(i)}{cell(i)}" for i in range(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _xlsx() -> bytes:
+    import io
+    import zipfile
+
+    book = io.BytesIO()
+    with zipfile.ZipFile(book, "w") as parts:  # the parts every .xlsx workbook has
+        parts.writestr("[Content_Types].xml", "<Types/>")
+        parts.writestr("xl/workbook.xml", "<workbook/>")
+    return book.getvalue()
+
+
+# Files of the table tests (issue 21) the rows below name; tests/test_reliability.py writes them into {tmp}.
+CASE_FILES: dict[str, bytes] = {
+    "price.csv": _table(200, label=lambda i: 300 + (i * 7919) % 20000).encode(),
+    "rare_class.csv": _table(label=lambda i: "wolf" if i == 0 else ["cat", "dog", "fox"][i % 3]).encode(),
+    "nul.csv": _table(extra=",colour", cell=lambda i: ",red\x00" if i == 6 else ",red").encode(),
+    "label_copy.csv": _table(extra=",code", cell=lambda i: f",{10 * (i % 3)}").encode(),
+    "gzipped.csv": __import__("gzip").compress(_table().encode(), mtime=0),
+    "workbook.csv": _xlsx(),
+    "bom.csv": b"\xef\xbb\xbf" + _table().encode(),
+}
+
+CASES += [
+    ("CSV integer quantity as a classification label", "fit", "--config {cfg:csv} --data.path {tmp}/price.csv",
+     "seen once: a quantity, not classes; for a numeric target use --data.task regression"),
+    ("CSV class too small to split", "fit", "--config {cfg:csv} --data.path {tmp}/rare_class.csv",
+     "classes with too few rows to stratify into train, val and test: 'wolf' (1 row)"),
+    ("CSV control character (NUL) in a cell", "fit", "--config {cfg:csv} --data.path {tmp}/nul.csv",
+     "column 'colour' holds the control character '\\x00' in data row 7"),
+    ("CSV feature that recodes the label", "fit", "--config {cfg:csv} --data.path {tmp}/label_copy.csv",
+     "feature column 'code' is a one-to-one recoding of the label 'label': a model would read the answer from it"),
+    ("CSV gzip file named .csv", "fit", "--config {cfg:csv} --data.path {tmp}/gzipped.csv",
+     "is a gzip-compressed file, not CSV text (its first bytes say so); decompress it first (gunzip)"),
+    ("CSV Excel workbook named .csv", "fit", "--config {cfg:csv} --data.path {tmp}/workbook.csv",
+     "is an Excel workbook (.xlsx), not CSV text (its first bytes say so); save the sheet as CSV"),
+    ("CSV duplicates setting unknown", "fit", "--config {cfg:csv} --data.path {tmp}/good.csv --data.duplicates remove",
+     "unknown duplicates 'remove'; allowed: drop, keep"),
+    ("CSV BOM kept by --data.encoding utf-8", "fit", "--config {cfg:csv} --data.path {tmp}/bom.csv --data.encoding utf-8",
+     "starts with a UTF-8 byte-order mark (BOM) that --data.encoding 'utf-8' keeps as part of the first column name"),
+]
+
+
 def render_markdown() -> str:
     lines = [f"{len(CASES)} bad inputs, each run through the real command by tests/test_reliability.py:", "",
              "| bad input | command | one-line error (exit status 2, nothing left behind) |", "|---|---|---|"]

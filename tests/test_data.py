@@ -20,7 +20,7 @@ from lit_basics.data import (
 from lit_basics.data.batching import TensorBatchLoader
 from lit_basics.errors import ConfigError
 
-from .conftest import write_tiny_mnist
+from .conftest import config, run_cli, write_tiny_mnist
 
 EMBEDDED = ["xor", "moons", "circles", "classification", "iris", "digits", "breast_cancer", "wine", "diabetes"]
 
@@ -140,7 +140,7 @@ def _write(tmp_path, text: str):
 
 
 def test_csv_reads_features_and_string_labels(tmp_path):
-    rows = "\n".join(f"{i},{i % 3 * 2.5},{'ab'[i % 2]}" for i in range(40))
+    rows = "\n".join(f"{i % 7},{i % 3 * 2.5},{'ab'[i % 2]}" for i in range(40))
     dm = CSVDataModule(path=_write(tmp_path, "f1,f2,species\n" + rows), label_column="species")
     assert dm.num_features == 2 and dm.num_classes == 2
     assert list(dm.classes) == ["a", "b"]
@@ -216,3 +216,54 @@ def test_the_batched_search_standardises_each_fold_with_its_training_rows_only()
         expected = (x - x[train].mean(0)) / x[train].std(0)
         np.testing.assert_allclose(runner.x[fold].cpu().numpy(), expected, rtol=1e-4, atol=1e-4)
         assert not np.allclose(runner.x[fold].cpu().numpy(), everything, rtol=1e-4, atol=1e-4)
+
+
+# --- generated data sets: data_seed draws the points, seed splits them --------------------------
+@pytest.mark.parametrize("name", ["moons", "circles", "classification", "xor"])
+def test_the_split_seed_no_longer_redraws_a_generated_data_set(name):
+    from lit_basics.data import DATAMODULES
+
+    extra = {"variant": "noisy"} if name == "xor" else {}
+    make = DATAMODULES[name]
+    default, other_split = make(**extra).arrays, make(seed=7, **extra).arrays
+    np.testing.assert_array_equal(default[0], other_split[0])
+    np.testing.assert_array_equal(default[1], other_split[1])
+    assert not np.array_equal(make(data_seed=7, **extra).arrays[0], default[0])
+    assert not np.array_equal(make(seed=7, **extra).split_indices(default[1])["test"],
+                              make(**extra).split_indices(default[1])["test"])
+
+
+def test_the_default_data_seed_draws_the_points_the_configs_drew_before():
+    from sklearn.datasets import make_moons
+
+    from lit_basics.data import MoonsDataModule
+
+    x, y = make_moons(n_samples=1000, noise=0.2, random_state=42)  # what seed=42 (the old default) generated
+    np.testing.assert_allclose(MoonsDataModule().arrays[0], x.astype(np.float32))
+
+
+def test_a_checkpoint_is_refused_on_points_drawn_with_another_data_seed(workdir, capsys):
+    metrics = run_cli("fit", "--config", config("moons"), "--trainer.max_epochs=1", "--data.init_args.seed=3")
+    with pytest.raises(SystemExit):
+        run_cli("test", "--config", config("moons"), "--data.init_args.seed=3", "--data.data_seed=5",
+                "--ckpt_path", metrics["best_model_path"])
+    assert "generated with data_seed=42" in capsys.readouterr().err
+    tested = run_cli("test", "--config", config("moons"), "--data.init_args.seed=3", "--ckpt_path",
+                     metrics["best_model_path"])
+    assert "test/acc" in tested
+
+
+def test_diabetes_predictions_are_in_the_targets_units(workdir):
+    from sklearn.datasets import load_diabetes
+
+    from lit_basics.data import DiabetesDataModule
+
+    metrics = run_cli("fit", "--config", config("diabetes"), "--trainer.max_epochs=2")
+    out = workdir / "p.csv"
+    run_cli("predict", "--config", config("diabetes"), "--ckpt_path", metrics["best_model_path"],
+            "--trainer.callbacks+=lit_basics.callbacks.PredictionCSVWriter", f"--trainer.callbacks.output_path={out}")
+    table = pd.read_csv(out)
+    dm = DiabetesDataModule()
+    y = load_diabetes().target
+    np.testing.assert_allclose(table["target"], y[dm.split_indices(dm.arrays[1])["test"]], rtol=1e-5)
+    assert 50 < table["prediction"].median() < 260  # the target's units (mean 152, std 77), not standardised ones

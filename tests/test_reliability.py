@@ -23,7 +23,7 @@ from lit_basics.experiments.commands import compare_main, tune_main
 from lit_basics.experiments.search.study import make_storage
 from lit_basics.models import load_model
 
-from .bad_input_cases import CASES, render_markdown
+from .bad_input_cases import CASE_FILES, CASES, render_markdown
 from .conftest import CONFIGS, QUIET, REPO, config, run_cli
 
 COMMANDS = {
@@ -51,6 +51,8 @@ def bad_files(workdir, iris_run) -> Path:
                                                                      for i in range(20)))
     (tmp / "spaces.csv").write_text("a b label\n" + "\n".join(f"{i} {i % 3} {i % 2}" for i in range(20)))
     (tmp / "broken.yaml").write_text("model: [unclosed\n")
+    for name, content in CASE_FILES.items():  # the table cases' files (issue 21)
+        (tmp / name).write_bytes(content)
     search = f"name: s\nbase: {config('iris')}\nsampler: grid\nfolds: 2\ncommon:\n  trainer.max_epochs: 1\n"
     (tmp / "search.yaml").write_text(search + "space:\n  width: [4, 8]\n")
     (tmp / "lowhigh.yaml").write_text(search.replace("grid", "random") + "n_trials: 2\nspace:\n"

@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ class PredictionCSVWriter(BasePredictionWriter):
     ) -> None:
         datamodule = trainer.datamodule
         table = predictions_table(predictions, getattr(datamodule, "classes", None),
-                                  getattr(datamodule, "prediction_rows", None))
+                                  getattr(datamodule, "prediction_rows", None),
+                                  getattr(datamodule, "target_to_units", None))
         path = Path(self.output_path or Path(trainer.log_dir or ".") / "predictions.csv")
         atomic_write_text(path, table.to_csv(index=False))  # never a half-written CSV under the final name
         self.written = path
@@ -42,12 +44,19 @@ class PredictionCSVWriter(BasePredictionWriter):
 
 
 def predictions_table(batches: list[dict[str, torch.Tensor]], classes: np.ndarray | None,
-                      rows: np.ndarray | None = None) -> pd.DataFrame:
+                      rows: np.ndarray | None = None, to_units: Callable[[torch.Tensor], torch.Tensor] | None = None
+                      ) -> pd.DataFrame:
     """Concatenate predict_step outputs; class indices are mapped back to the data set's labels.
 
     `rows`: each prediction's row number in the data's own file (a CSV's data rows); 0, 1, ... when None.
+    `to_units`: the DataModule's `target_to_units`, so a regression's target and prediction are in the
+    target's own units (not the standardised ones the model learns).
     """
-    merged = {key: torch.cat([b[key] for b in batches]).cpu().numpy() for key in batches[0]}
+    merged = {key: torch.cat([b[key] for b in batches]).cpu() for key in batches[0]}
+    for key in ("target", "prediction"):
+        if key in merged and to_units is not None and merged[key].is_floating_point():
+            merged[key] = to_units(merged[key])
+    merged = {key: value.numpy() for key, value in merged.items()}
     count = len(merged["prediction"])
     columns: dict[str, Any] = {"row": np.arange(count) if rows is None or len(rows) != count else rows}
     for key in ("target", "prediction"):

@@ -35,26 +35,50 @@ def expand_dataset_names(args: ArgsType) -> ArgsType:
     return out
 
 
-TEXT_LISTS = ("--data.na_values", "--data.init_args.na_values")  # values that are text, however they look
+def _options(*names: str) -> tuple[str, ...]:
+    return tuple(f"--data.{prefix}{name}" for name in names for prefix in ("", "init_args."))
+
+
+TEXT_LISTS = _options("na_values")  # values that are text, however they look
+COLUMN_LISTS = _options("drop_columns", "feature_columns", "categorical_columns")  # column names, e.g. 0 or 007
 
 
 def quote_text_lists(args: ArgsType) -> ArgsType:
-    """`--data.na_values ?` or `'[?, -999]'` as a JSON list of strings: YAML, which jsonargparse applies to
-    every value, would read `?` as a mapping key and `-999` as a number, and the value would be refused."""
+    """List options whose items are text, as JSON lists of strings: YAML, which jsonargparse applies to every
+    value, would read `--data.na_values ?` as a mapping key and `-999` or a column named `0` as a number, and
+    the value would be refused (as an unknown dataset). `--data.drop_columns '[0, 1, 26]'` -> ["0", "1", "26"]."""
     if not isinstance(args, list):
         return args
     from lit_basics.data.csv_read import missing_markers
+
+    def quoted(key: str, value: str) -> str:
+        return json.dumps(missing_markers(value) if key in TEXT_LISTS else column_names(value))
 
     out = list(args)
     for i, arg in enumerate(out):
         if not isinstance(arg, str):
             continue
         key, eq, value = arg.partition("=")
-        if key in TEXT_LISTS and eq:
-            out[i] = f"{key}={json.dumps(missing_markers(value))}"
-        elif arg in TEXT_LISTS and i + 1 < len(out) and isinstance(out[i + 1], str):
-            out[i + 1] = json.dumps(missing_markers(out[i + 1]))
+        if key in TEXT_LISTS + COLUMN_LISTS and eq:
+            out[i] = f"{key}={quoted(key, value)}"
+        elif arg in TEXT_LISTS + COLUMN_LISTS and i + 1 < len(out) and isinstance(out[i + 1], str):
+            out[i + 1] = quoted(arg, out[i + 1])
     return out
+
+
+def column_names(value: str) -> Any:
+    """`[0, 1, 'a, b']` or one name as a list of names exactly as written (YAML's flow syntax, every item text)."""
+    import yaml
+
+    try:
+        names = yaml.load(value, Loader=yaml.BaseLoader)  # BaseLoader: every scalar stays a string
+    except yaml.YAMLError:
+        return value
+    if isinstance(names, str):
+        return [names] if names else []
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        return names
+    return value
 
 
 def describe_parse_error(err: Exception, parser: Any, args: ArgsType) -> str:

@@ -17,13 +17,14 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from lit_basics.data.batching import TensorBatchLoader
+from lit_basics.data.targets import TargetScaling
 from lit_basics.errors import ConfigError, check_choice
 
 SPLITS = ("train", "val", "test")
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
-class ArrayDataModule(L.LightningDataModule):
+class ArrayDataModule(TargetScaling, L.LightningDataModule):
     """Base DataModule for data sets that fit in memory.
 
     Args:
@@ -90,7 +91,8 @@ class ArrayDataModule(L.LightningDataModule):
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: np.ndarray | None = None
         self.scaler: tuple[np.ndarray, np.ndarray] | None = None
-        self.target_scaler: tuple[float, float] | None = None
+        self.target_scaler: tuple[float, float] | None = None  # (mean, std) of the training targets
+        self.target_restored = False  # target_scaler came from a checkpoint (TargetScaling)
 
     @classmethod
     def run_name(cls, init_args: Any) -> str:
@@ -158,8 +160,21 @@ class ArrayDataModule(L.LightningDataModule):
                 rest, test_size=val_share, random_state=self.seed, stratify=None if stratify is None else y[rest]
             )
         except ValueError as err:
-            raise ConfigError(f"{self.name}: cannot split {len(y)} rows into train/val/test: {err}") from None
+            raise ConfigError(f"{self.name}: cannot split {len(y)} rows into train/val/test: "
+                              f"{self.too_small_classes(y) or err}") from None
         return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+    def too_small_classes(self, y: np.ndarray) -> str | None:
+        """The classes too small for a stratified split, by their names (not their codes), or None."""
+        if self.task != "classification" or self.classes is None:
+            return None
+        counts = np.bincount(y, minlength=len(self.classes))
+        small = np.flatnonzero(counts <= max(2, counts.min()))
+        shown = ", ".join(f"{_plain(self.classes[c])!r} ({counts[c]} row{'s' if counts[c] != 1 else ''})"
+                          for c in small[:5])
+        more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+        return (f"classes with too few rows to stratify into train, val and test: {shown}{more}; each class "
+                "needs at least 3 rows (drop or merge those rows)")
 
     @cached_property
     def arrays(self) -> Arrays:
@@ -221,9 +236,7 @@ class ArrayDataModule(L.LightningDataModule):
         features = self.fit_features(np.arange(bounds[1]), concat_rows(parts))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if self.standardize and self.task == "regression":
-            # Targets in standard units: RMSE is then in units of the training target's std.
-            y_train = splits["train"][1]
-            self.target_scaler = (float(y_train.mean()), float(y_train.std()) or 1.0)
+            self.fit_target_scaler(splits["train"][1])
         for i, split in enumerate(SPLITS):
             x, y = features[bounds[i] : bounds[i + 1]], splits[split][1]
             if self.target_scaler is not None:
@@ -273,6 +286,12 @@ class ArrayDataModule(L.LightningDataModule):
             "identity": self.identity(),
         }
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint's target scaler replaces the one fitted here (predictions come back in its units)."""
+        if self.restore_target_scaler(state) and self.tensors:
+            self.tensors = {}
+            self.setup()
+
     def source(self) -> str | None:
         """The file the rows come from (`self.path`), named with a hash of its first line (the header)."""
         path = Path(str(getattr(self, "path", "")))
@@ -306,6 +325,11 @@ class ArrayDataModule(L.LightningDataModule):
             return None
         return {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
                 "standardize": self.standardize, "folds": self.folds, "fold": self.fold if self.folds else 0}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages: 7, not np.int64(7))."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def take_rows(x: Any, rows: np.ndarray) -> Any:

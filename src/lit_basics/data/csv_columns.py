@@ -45,20 +45,22 @@ class ColumnPlan:
         """Numeric columns the transformer sees: the numeric ones, then each date's parts."""
         return [*self.numeric, *(f"{c}_{part}" for c in self.dates for part in DATE_PARTS)]
 
-    def describe(self, gaps: pd.Series, categories: list[list[str]], impute: str, standardize: bool) -> list[str]:
-        """One line per role (what the summary prints): its columns, their gaps and how they are prepared."""
+    def describe(self, gaps: pd.Series, categories: list[list[str]], impute: str, standardize: bool,
+                 shown: int | None = 6) -> list[str]:
+        """One line per role (what the summary prints): its columns, their gaps and how they are prepared;
+        past `shown` numeric columns a count and the ones with gaps (None: every column)."""
         fill = {"median": "median-imputed, ", "mean": "mean-imputed, "}.get(impute, "")
         scaled = "standardised" if standardize else "as they are"
         lines = []
         if self.numeric:
-            lines.append(f"  numeric ({fill}{scaled}): {_with_gaps(self.numeric, gaps)}")
+            lines.append(f"  numeric ({fill}{scaled}): {_with_gaps(self.numeric, gaps, shown)}")
         if self.dates:
-            lines.append(f"  dates -> year, day of year ({fill}{scaled}): {_with_gaps(self.dates, gaps)}")
+            lines.append(f"  dates -> year, day of year ({fill}{scaled}): {_with_gaps(self.dates, gaps, shown)}")
         if self.categorical:
-            shown = [f"{c} ({len(cats)} values{f', {gaps[c]} missing' if gaps[c] else ''})"
+            named = [f"{c} ({len(cats)} values{f', {gaps[c]} missing' if gaps[c] else ''})"
                      for c, cats in zip(self.categorical, categories, strict=True)]
             most = "most-frequent-imputed, " if fill else ""
-            lines.append(f"  categorical ({most}one-hot): {', '.join(shown)}")
+            lines.append(f"  categorical ({most}one-hot): {', '.join(named)}")
         if self.dropped:
             lines.append(f"  dropped: {'; '.join(f'{c} ({why})' for c, why in self.dropped.items())}")
         return lines
@@ -68,9 +70,9 @@ class ColumnPlan:
                 "dropped": dict(self.dropped)}
 
 
-def _with_gaps(columns: list[str], gaps: pd.Series, shown: int = 6) -> str:
-    """`a, b (3 missing)`; past `shown` columns, a count and the columns with gaps only."""
-    if len(columns) <= shown:
+def _with_gaps(columns: list[str], gaps: pd.Series, shown: int | None = 6) -> str:
+    """`a, b (3 missing)`; past `shown` columns (None: never), a count and the columns with gaps only."""
+    if shown is None or len(columns) <= shown:
         return ", ".join(f"{c} ({gaps[c]} missing)" if gaps[c] else c for c in columns)
     gapped = ", ".join(f"{c} ({gaps[c]})" for c in columns if gaps[c])
     return f"{len(columns)} columns ({', '.join(columns[:3])}, ...)" + (f"; missing: {gapped}" if gapped else "")
@@ -109,8 +111,10 @@ def column_role(values: pd.Series, categorical: bool, explicit: bool, rows: list
         return _refuse_or_drop(explicit, name, f"one value ({getattr(value, 'item', lambda: value)()!r})")
     if categorical or pd.api.types.is_bool_dtype(values):
         return "categorical", ""
+    if not explicit and (reason := integer_id(values)):
+        return "drop", reason
     if pd.api.types.is_numeric_dtype(values):
-        check_finite(values)
+        check_finite(values, rows)
         return "numeric", ""
     if number_format.parse(present).notna().all():  # numbers written in the file's notation (read as text)
         return "numeric", ""
@@ -123,17 +127,30 @@ def column_role(values: pd.Series, categorical: bool, explicit: bool, rows: list
     return "categorical", ""
 
 
+def integer_id(values: pd.Series) -> str | None:
+    """Why an integer column is an identifier (a different integer in every row, e.g. a running row number
+    or a patient number), or None. A model would learn the row order or the file's sorting from it."""
+    if not pd.api.types.is_integer_dtype(values) or len(values) < ID_MIN_ROWS or values.nunique() != len(values):
+        return None
+    low, high = int(values.min()), int(values.max())
+    if high - low + 1 == len(values):
+        return f"a running number {low}..{high}, one per row (an ID; list it in --data.feature_columns to use it)"
+    return "a different integer in every row (an ID; list it in --data.feature_columns to use it)"
+
+
 def _refuse_or_drop(explicit: bool, name: str, reason: str) -> tuple[str, str]:
     if explicit:
         raise ConfigError(f"csv: feature column {name!r} cannot inform a model: {reason}")
     return "drop", reason
 
 
-def check_finite(values: pd.Series) -> None:
+def check_finite(values: pd.Series, rows: list[int] | None = None) -> None:
+    """An inf is refused with its data row in the file (`rows`: the file's numbering of the table's rows)."""
     bad = np.isinf(values.to_numpy(dtype=np.float64))
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ConfigError(f"csv: feature column {values.name!r} has an inf value in data row {row + 1}; "
+        at = int(np.flatnonzero(bad)[0])
+        row = rows[at] if rows is not None else at + 1
+        raise ConfigError(f"csv: feature column {values.name!r} has an inf value in data row {row}; "
                           "replace it by a number or leave the cell empty")
 
 
@@ -186,7 +203,7 @@ def _numbers(values: pd.Series, rows: list[int], number_format: NumberFormat) ->
                     "--data.thousands, and write this file alike)") if re.fullmatch(NUMBER_TEXT, value) else ""
         raise ConfigError(f"csv: column {values.name!r} is numeric but data row {rows[at]} holds "
                           f"{values.iloc[at]!r}{notation}")
-    check_finite(numbers.rename(values.name))
+    check_finite(numbers.rename(values.name), rows)
     return numbers.astype("float64")
 
 

@@ -20,8 +20,17 @@ from lit_basics.data.csv_columns import (
     prepare,
     rebuild,
 )
+from lit_basics.data.csv_label import (
+    DUPLICATES,
+    drop_repeated_rows,
+    near_perfect_columns,
+    quantity_as_classes,
+    refuse_label_copies,
+    strip_labels,
+)
 from lit_basics.data.csv_numbers import NumberFormat, numbers_as_text
 from lit_basics.data.csv_read import missing_markers, read_table
+from lit_basics.data.csv_summary import table_summary
 from lit_basics.errors import ConfigError, check_choice
 
 MANY_FLOAT_LABELS = 20  # a float label with more distinct values than this is a quantity, not classes
@@ -50,6 +59,7 @@ class CSVDataModule(ArrayDataModule):
             one value, or values in brackets as a shell passes them ("?", "[?, -999]"), are taken as text.
             A column of numbers that pandas reads as text is refused, naming which of these reads it.
         task: classification (labels of any type, encoded to 0..C-1) or regression (numeric target).
+        duplicates: rows repeated exactly: drop (before the split, so no copy sits in train and test) or keep.
         predict_path: a CSV file of new rows (no label needed) for `predict`; its data row numbers are kept.
     """
 
@@ -59,9 +69,9 @@ class CSVDataModule(ArrayDataModule):
         self,
         path: str,
         label_column: str = "label",
-        feature_columns: list[str] | None = None,
-        categorical_columns: list[str] | None = None,
-        drop_columns: list[str] | None = None,
+        feature_columns: list[str | int] | None = None,
+        categorical_columns: list[str | int] | None = None,
+        drop_columns: list[str | int] | None = None,
         impute: str = "median",
         sep: str | None = None,
         encoding: str = "utf-8-sig",
@@ -72,11 +82,14 @@ class CSVDataModule(ArrayDataModule):
         na_values: list[str] | str | None = None,
         task: str = "classification",
         predict_path: str | None = None,
+        duplicates: str = "drop",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         check_choice("task", task, ("classification", "regression"))
         check_choice("impute", impute, IMPUTE)
+        check_choice("duplicates", duplicates, DUPLICATES)
+        self.duplicates = duplicates
         self.path, self.label_column, self.task, self.impute = path, str(label_column), task, impute
         self.feature_columns = [str(c) for c in feature_columns] if feature_columns else None
         self.categorical_columns = [str(c) for c in categorical_columns or []]
@@ -86,12 +99,19 @@ class CSVDataModule(ArrayDataModule):
                              "numbers": self.numbers, "na_values": missing_markers(na_values)}
         self.predict_path = predict_path
         self.notes: list[str] = []
+        self.warnings: list[str] = []
+        self.row_index: str | None = None  # what a nameless first column held (read as the row index)
         self.counts: dict[str, int] = {}
         self.prediction_rows: np.ndarray | None = None
         self.transformer: Any = None
         self.preprocessing: dict[str, Any] | None = None
         _, y = self.arrays  # read and validate now, before any run folder exists
-        self.width = self.fit_features(self.split_rows(y)["train"]).shape[1]
+        train = self.split_rows(y)["train"]
+        self.width = self.fit_features(train).shape[1]
+        for column, score in near_perfect_columns(self.arrays[0].iloc[train], y[train], task, self.seed):
+            self.warnings.append(f"column {column!r} alone predicts the label {self.label_column!r} almost perfectly "
+                                 f"on the training rows (held-out score {score:.3f}): check it is not derived from "
+                                 "the label or recorded after it")
         self.predict_table = self.read_predict_table() if predict_path else None
 
     @classmethod
@@ -103,6 +123,8 @@ class CSVDataModule(ArrayDataModule):
     # --- reading ---------------------------------------------------------------------------------
     def load_arrays(self) -> Arrays:
         table, _ = read_table(self.path, **self.read_options)
+        self.row_index = table.attrs.get("row_index")
+        self.notes += [self.row_index] if self.row_index else []
         self.counts["read"] = len(table)
         self.check_column_names(list(table.columns))
         numbers = [c for c in table.columns if _is_number(c)]
@@ -120,6 +142,9 @@ class CSVDataModule(ArrayDataModule):
                                  self.categorical_columns, self.drop_columns, rows=table["__row"].tolist(),
                                  number_format=self.numbers)
         table = self.handle_gaps(table)
+        table, repeated = drop_repeated_rows(table, self.duplicates)
+        self.notes += [repeated] if repeated else []
+        refuse_label_copies(table, self.plan.used, self.label_column, self.task)
         self.table = table
         self.row_numbers = table["__row"].to_numpy()
         self.counts["kept"] = len(table)
@@ -174,11 +199,14 @@ class CSVDataModule(ArrayDataModule):
         if numbers is not None and numbers.notna().all():  # numbers again
             values = numbers.rename(name)
             values = values.astype("int64") if np.all(np.mod(values, 1) == 0) else values
+        values, merged = strip_labels(values)
+        self.notes += [merged] if merged else []
         if pd.api.types.is_float_dtype(values):
             fractional = not np.all(np.mod(values.to_numpy(), 1) == 0)
             if fractional and values.nunique() > MANY_FLOAT_LABELS:
                 raise ConfigError(f"csv: label column {name!r} has {values.nunique()} distinct float values, too "
                                   "many classes; for a numeric target use --data.task regression")
+        quantity_as_classes(values, name)
         labels = category_strings(values) if pd.api.types.is_bool_dtype(values) else values
         if labels.nunique() < 2:
             raise ConfigError(f"csv: label column {name!r} has one class; classification needs >= 2")
@@ -237,6 +265,7 @@ class CSVDataModule(ArrayDataModule):
                 str(c) for c in self.classes]:
             raise ConfigError(f"csv: the checkpoint's classes {classes} differ from this file's {list(self.classes)}")
         self.transformer, self.preprocessing = transformer, {**saved, "restored": True}
+        self.restore_target_scaler(state)
         if self.tensors:
             self.tensors = {}
             self.setup()
@@ -282,30 +311,16 @@ class CSVDataModule(ArrayDataModule):
         fresh = not self.tensors
         super().setup(stage)
         if fresh and stage == "fit" and self.trainer is not None and self.trainer.is_global_zero:
-            text = self.summary()
-            print(text)
+            print(self.summary())
             if self.trainer.loggers and self.trainer.log_dir:
                 folder = Path(self.trainer.log_dir)
                 folder.mkdir(parents=True, exist_ok=True)
-                (folder / "data_summary.txt").write_text(text + "\n")
+                (folder / "data_summary.txt").write_text(self.summary(shown=None) + "\n")
 
-    def summary(self) -> str:
-        """What was read, kept, dropped, imputed and encoded, and the classes: printed before training."""
-        sizes = {split: len(rows) for split, rows in self.split_rows(self.arrays[1]).items()}
-        kept, read = self.counts["kept"], self.counts["read"]
-        plan, state = self.plan, self.preprocessing or {}
-        gaps = self.table[plan.used].isna().sum()
-        lines = [f"data: {self.path} (label {self.label_column!r}, {self.task})",
-                 f"rows: {read} read, {read - kept} dropped, {kept} kept; "
-                 f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test",
-                 f"features: {len(plan.used) + len(plan.dropped)} columns, {len(plan.used)} used -> {self.width} "
-                 f"model inputs (fitted on the {sizes['train']} training rows)"]
-        lines += plan.describe(gaps, state.get("categories", []), self.impute, self.standardize)
-        if self.task == "classification":
-            counts = np.bincount(self.arrays[1])
-            lines.append(f"classes: {', '.join(f'{c} {n}' for c, n in zip(self.classes, counts, strict=True))}")
-        lines += [f"note: {note}" for note in self.notes]
-        return "\n".join(lines)
+    def summary(self, shown: int | None = 6) -> str:
+        """What was read, kept, dropped, imputed and encoded, and the classes: printed before training.
+        `shown`: past this many numeric columns the console gives a count (None, for data_summary.txt: every column)."""
+        return table_summary(self, shown)
 
 
 def _is_number(text: str) -> bool:
