@@ -184,3 +184,22 @@ def test_load_model_names_a_corrupt_file_in_one_short_line(tmp_path):
     message = str(error.value)
     assert "broken.ckpt" in message and "corrupt" in message and "\n" not in message and len(message) < 200
     assert "weights_only=False" not in message
+
+
+def test_regression_rmse_is_reported_in_the_targets_units(workdir):
+    """diabetes' target (disease progression, std ~77) is standardised for training; RMSE comes back in its units."""
+    metrics = run_cli("fit", "--config", config("diabetes"), "--trainer.max_epochs=3")
+    assert metrics["test/rmse"] == pytest.approx(metrics["test/rmse_standardised"] * 77.0, rel=0.15)
+    assert metrics["test/rmse"] > 30  # in standard deviations it would be about 1
+
+
+@pytest.mark.parametrize("options", [["--model.norm=batch"], ["--model.residual=true", "--model.norm=layer"],
+                                     ["--config", str(CONFIGS / "models" / "two_layer.yaml")]])
+def test_architecture_options_and_an_injected_net_fit_test_and_reload(options, workdir):
+    metrics = run_cli("fit", "--config", config("iris"), *options, "--trainer.max_epochs=40")
+    assert metrics["test/acc"] > 0.8
+    model = load_model(metrics["best_model_path"]).eval()
+    again = run_cli("test", "--config", config("iris"), *options, "--ckpt_path", metrics["best_model_path"])
+    assert again["test/acc"] == pytest.approx(metrics["test/acc"])
+    if "--model.norm=batch" in options:  # its running statistics travel in the checkpoint
+        assert float(model.net.blocks[0].norm.running_var.sub(1).abs().max()) > 0
