@@ -267,3 +267,15 @@ def test_diabetes_predictions_are_in_the_targets_units(workdir):
     y = load_diabetes().target
     np.testing.assert_allclose(table["target"], y[dm.split_indices(dm.arrays[1])["test"]], rtol=1e-5)
     assert 50 < table["prediction"].median() < 260  # the target's units (mean 152, std 77), not standardised ones
+
+
+def test_a_big_epoch_is_cut_into_chunks_the_progress_bar_can_show():
+    from lit_basics.data import DigitsDataModule
+    from lit_basics.data.base import PROGRESS_STEPS
+
+    small, big = DigitsDataModule(batch_size=32), DigitsDataModule(batch_size=4)
+    for dm in (small, big):
+        dm.setup("fit")
+    assert len(small.train_dataloader()) == 1  # a small epoch stays one Lightning step (speed)
+    batches = -(-len(big.tensors["train"][1]) // 4)
+    assert batches > PROGRESS_STEPS and PROGRESS_STEPS // 2 < len(big.train_dataloader()) <= PROGRESS_STEPS

@@ -37,6 +37,8 @@ class ChunkedSteps:
             steps += 1
         if self._direct_steps:  # the bookkeeping LightningOptimizer.step would have done: global_step
             self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(steps)
+        if loss is not None:  # the progress bar's running loss (read when it redraws)
+            self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, logger=False)
         if loss is not None and not torch.isfinite(loss):  # one host sync per chunk, not per step
             raise TrainingDiverged(
                 f"training diverged at epoch {self.current_epoch} (loss {float(loss)}); "
