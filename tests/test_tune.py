@@ -415,3 +415,18 @@ def test_a_full_disk_under_the_reports_and_the_study_is_one_line(workdir, monkey
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: study storage 'reports/tiny_search/study.db' cannot be written: database or disk is full")
+
+
+def test_the_heat_map_and_the_summary_show_the_best_trial_of_each_cell_and_close_scores_get_a_note():
+    import pandas as pd
+
+    from lit_basics.experiments.search.report import cell_grid, spread_note
+
+    trials = pd.DataFrame({"state": ["complete"] * 4, "depth": [1, 1, 2, 2], "width": [8, 8, 8, 8],
+                           "mean": [0.95, 0.60, 0.94, 0.93], "std": [0.015, 0.1, 0.01, 0.01], "rank": [1, 4, 2, 3]})
+    grid = cell_grid(trials, "depth", "width")
+    # by the cell mean, depth 2 (0.935) would beat depth 1 (0.775); the named best trial is in depth 1
+    assert grid.stack().idxmax() == (1, 8) and grid.loc[1, 8] == 0.95
+    note = " ".join(spread_note(trials))
+    assert "1 other configuration(s) score within one fold std (0.0150) of the best (0.9500)" in note
+    assert spread_note(trials.assign(std=0.001)) == []

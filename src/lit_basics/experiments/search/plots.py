@@ -11,7 +11,7 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lit_basics.experiments.compare.plots import _save  # noqa: E402
-from lit_basics.experiments.search.report import short  # noqa: E402
+from lit_basics.experiments.search.report import cell_grid, short  # noqa: E402
 from lit_basics.experiments.search.space import SearchSpec  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def heatmap(trials: pd.DataFrame, rows: str, cols: str, path: Path, title: str) 
         if complete[column].nunique() > 6 and complete[column].dtype.kind == "f":
             complete[column] = pd.qcut(np.log10(complete[column]), 5, duplicates="drop").map(
                 lambda b: f"1e{b.left:.1f}..1e{b.right:.1f}")
-    grid = complete.pivot_table(index=rows, columns=cols, values="mean", aggfunc="mean")
+    grid = cell_grid(complete, rows, cols)
     fig, ax = plt.subplots(figsize=(1.3 * len(grid.columns) + 2.5, 0.7 * len(grid.index) + 2))
     image = ax.imshow(grid.values, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
@@ -52,7 +52,7 @@ def heatmap(trials: pd.DataFrame, rows: str, cols: str, path: Path, title: str) 
         if not np.isnan(value):
             ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
     ax.set(xlabel=cols, ylabel=rows, title=title)
-    fig.colorbar(image, ax=ax, label="mean CV score")
+    fig.colorbar(image, ax=ax, label="best mean CV score of the cell's trials")
     return _save(fig, path)
 
 

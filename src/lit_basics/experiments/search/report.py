@@ -103,6 +103,28 @@ def importances(study: optuna.Study) -> dict[str, float] | None:
         return None
 
 
+FEW_TRIALS = 30  # below it, fANOVA importances get a caveat
+CELL_STATISTIC = "max"  # a heat-map cell and the summary's depth x width table: the best trial of the cell
+
+
+def cell_grid(complete: pd.DataFrame, rows: str, cols: str) -> pd.DataFrame:
+    """Score per (rows, cols) cell as both the heat map and the summary show it: the cell's best trial."""
+    return complete.pivot_table(index=rows, columns=cols, values="mean", aggfunc=CELL_STATISTIC)
+
+
+def spread_note(trials: pd.DataFrame) -> list[str]:
+    """A note when configurations next to the best lie within one fold std of its score: their order is noise."""
+    complete = trials[trials["state"] == "complete"].sort_values("rank")
+    if len(complete) < 2 or pd.isna(complete.iloc[0]["std"]):
+        return []
+    best, spread = complete.iloc[0]["mean"], complete.iloc[0]["std"]
+    close = int((complete["mean"] >= best - spread).sum()) - 1
+    if close == 0:
+        return []
+    return [f"Spread: {close} other configuration(s) score within one fold std ({spread:.4f}) of the best "
+            f"({best:.4f}); their order among themselves is within the folds' noise.", ""]
+
+
 def summary_markdown(
     spec: SearchSpec,
     study: optuna.Study,
@@ -127,7 +149,7 @@ def summary_markdown(
     params = [short(d.name) for d in spec.space]
     top = trials[trials["state"] == "complete"].sort_values("rank").head(10)
     top = top[["trial", *params, "mean", "std", "val_loss", "fit_seconds"]]
-    lines += _table(top) + [""]
+    lines += _table(top) + [""] + spread_note(trials)
     if test_metrics is not None:
         best = best_trial(study)
         shown = ", ".join(f"{k} = {v:.4f}" for k, v in test_metrics.items() if k.startswith("test/"))
@@ -152,17 +174,22 @@ def summary_markdown(
     lines.append("")
     ranked = importances(study)
     if ranked:
+        complete = int((trials["state"] == "complete").sum())
         lines += ["## Which hyperparameters matter most", "",
-                  "Optuna parameter importances (fANOVA: share of the score's variance each explains):", ""]
+                  f"Optuna parameter importances (fANOVA: share of the score's variance each explains), from "
+                  f"{complete} complete trials:", ""]
         lines += [f"- {short(k)}: {v:.2f}" for k, v in ranked.items()] + [""]
+        if complete < FEW_TRIALS:
+            lines += [f"Caveat: fewer than {FEW_TRIALS} trials; these shares are rough (with a handful of trials "
+                      "they can come out equal or all on one parameter), read the per-value scores above instead.", ""]
     if {"depth", "width"} <= set(params):
         complete = trials[trials["state"] == "complete"]
-        grid = complete.pivot_table(index="depth", columns="width", values="mean", aggfunc="max")
+        grid = cell_grid(complete, "depth", "width")
         best = complete.sort_values("rank").iloc[0]  # the ranked best trial's cell (ties: rank_key, not the first cell)
         depth, width = best["depth"], best["width"]
         lines += ["## Depth x width", "",
                   f"Best architecture: {int(depth)} hidden layers of {int(width)} units, the best trial's "
-                  f"(CV score {best['mean']:.4f}). Best score per cell:", ""]
+                  f"(CV score {best['mean']:.4f}). Best score per cell (the statistic of depth_width.png too):", ""]
         table = grid.reset_index().rename(columns=lambda c: f"width {c}" if c != "depth" else c)
         lines += _table(table) + [""]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
