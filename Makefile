@@ -35,18 +35,18 @@ clean:
 	rm -rf logs reports lightning_logs
 
 report: install
-	$(PY) scripts/compare.py --config configs/experiments/activations.yaml --readme README.md
-	$(PY) scripts/compare.py --config configs/experiments/optimizers.yaml --readme README.md
-	$(PY) scripts/compare.py --config configs/experiments/regularization.yaml --readme README.md
-	$(PY) scripts/tune.py --config configs/experiments/tune_digits.yaml --readme README.md
+	$(PY) scripts/compare.py --config configs/experiments/activations.yaml --readme docs/results.md
+	$(PY) scripts/compare.py --config configs/experiments/optimizers.yaml --readme docs/results.md
+	$(PY) scripts/compare.py --config configs/experiments/regularization.yaml --readme docs/results.md
+	$(PY) scripts/tune.py --config configs/experiments/tune_digits.yaml --readme docs/results.md
 
 bench: install
 	$(PY) scripts/benchmark.py --json
 
 # Shipped configs over 5 split seeds next to scikit-learn's tuned MLP on the same rows (~20 min on 2 cores).
 accuracy: install
-	$(PY) scripts/accuracy.py --readme README.md
+	$(PY) scripts/accuracy.py --readme docs/results.md
 
 # Every generated README table: components, hyperparameter kinds, bad inputs (from the registries and tests/).
 docs: install
-	$(PY) -m lit_basics.readme_tables README.md
+	$(PY) -m lit_basics.readme_tables

@@ -355,8 +355,8 @@ def test_the_readme_tables_list_every_component():
 
     from lit_basics.readme_tables import readme_with_components
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert readme_with_components(readme) == readme, "README's component tables are stale: run make docs"
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    assert readme_with_components(readme) == readme, "docs/models.md component tables are stale: run make docs"
 
 
 def test_a_diverging_configuration_fails_its_trial_in_both_search_engines(workdir):

@@ -1,7 +1,8 @@
 """Every generated table of the README, from the registries: components, how each engine treats each
 hyperparameter, and the bad-input table (from tests/bad_input_cases.py).
 
-`make docs` (`python -m lit_basics.readme_tables README.md`, from the repository root) rewrites them all;
+`make docs` (`python -m lit_basics.readme_tables`, from the repository root) rewrites them all, in
+docs/models.md and docs/reliability.md;
 tests fail when the README's copy differs, so a new activation, loss, optimizer, init, architecture option,
 data set or refused input appears in the documentation or the suite says so.
 """
@@ -15,7 +16,7 @@ from lit_basics.models.losses import LOSSES
 from lit_basics.models.optimizers import OPTIMIZERS
 
 START, END = "<!-- components:start -->", "<!-- components:end -->"
-SECTIONS = ("components", "reliability")
+
 
 
 def _path(name: str) -> str:
@@ -58,17 +59,29 @@ def _replace(readme: str, section: str, text: str) -> str:
     return readme[:head] + "\n" + text + "\n" + readme[tail:]
 
 
-def regenerate(readme: str) -> str:
-    """`readme` with every generated section rewritten (the reliability table needs the repository's tests/)."""
+PAGES = {"components": "docs/models.md", "reliability": "docs/reliability.md"}  # where each generated table lives
+
+
+def section_text(section: str) -> str:
+    """The current text of a generated section (the reliability table needs the repository's tests/)."""
+    if section == "components":
+        return components_markdown()
     from tests.bad_input_cases import render_markdown
 
-    return _replace(_replace(readme, "components", components_markdown()), "reliability", render_markdown())
+    return render_markdown()
+
+
+def regenerate(root: str = ".") -> list[str]:
+    """Rewrite every generated section in its page under `root`; the pages written."""
+    from pathlib import Path
+
+    for section, page in PAGES.items():
+        path = Path(root) / page
+        path.write_text(_replace(path.read_text(), section, section_text(section)))
+    return list(PAGES.values())
 
 
 if __name__ == "__main__":
     import sys
-    from pathlib import Path
 
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    path.write_text(regenerate(path.read_text()))
-    print(f"{path}: regenerated {', '.join(SECTIONS)}")
+    print("regenerated " + ", ".join(regenerate(sys.argv[1] if len(sys.argv) > 1 else ".")))

@@ -55,7 +55,9 @@ def _publish(report: Path, name: str, readme: str | None) -> Path:
 
     markdown = report.read_text()
     if readme:
-        update_readme_section(Path(readme), name, markdown, report.parent, Path(readme).parent / "docs")
+        page = Path(readme)
+        figures = page.parent if page.parent.name == "docs" else page.parent / "docs"  # docs/results.md or README
+        update_readme_section(page, name, markdown, report.parent, figures)
     print(markdown)
     print(f"report: {report.parent}/")
     return report.parent

@@ -115,6 +115,7 @@ def comparison_markdown(spec: ExperimentSpec, results: pd.DataFrame, figures: li
 
 def update_readme_section(readme: Path, name: str, markdown: str, figures_from: Path, docs: Path) -> None:
     """Put `markdown` between the README's markers for `name`, its figures copied into docs/."""
+    import os
     import re
     import shutil
 
@@ -123,7 +124,7 @@ def update_readme_section(readme: Path, name: str, markdown: str, figures_from: 
     def relink(match: re.Match) -> str:
         stem, file = match.group(1), match.group(2)
         shutil.copyfile(figures_from / file, docs / f"{name}_{file}")
-        return f"![{stem}]({docs.name}/{name}_{file})"
+        return f"![{stem}]({os.path.relpath(docs / f'{name}_{file}', readme.parent)})"
 
     body = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", relink, markdown)
     body = re.sub(r"^(#+) ", r"##\1 ", body, flags=re.MULTILINE)
