@@ -8,7 +8,7 @@ CONFIG ?= configs/default.yaml
 # that also runs on the CPU); any version in pyproject's ranges works elsewhere.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install train test tensorboard lint bench report accuracy reliability-doc components-doc clean
+.PHONY: install train test tensorboard lint bench report accuracy reliability-doc components-doc clean mutants
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ bench: install
 # Shipped configs over 5 split seeds next to scikit-learn's tuned MLP on the same rows (~20 min on 2 cores).
 accuracy: install
 	$(PY) scripts/accuracy.py --readme README.md
+
+# One deliberate bug at a time (tests/mutation/mutations.py) on a copy of the tree: caught / crash-only / survived.
+mutants: install
+	$(PY) -m tests.mutation
 
 reliability-doc: install
 	$(PY) -c "import re, pathlib, tests.bad_input_cases as c; p = pathlib.Path('README.md'); t = p.read_text(); \

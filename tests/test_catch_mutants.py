@@ -167,16 +167,19 @@ def test_an_unseen_category_encodes_as_no_known_category(tmp_path, capsys):
     assert "1 values of 'colour' in new.csv were not seen in training" in capsys.readouterr().out
 
 
-def test_a_csv_checkpoint_of_other_feature_columns_of_the_same_width_is_refused(workdir, capsys):
-    """Trained on size and width, tested with weight and size (same width, same file): refused in one line."""
+@pytest.mark.parametrize("other", [["width", "size"], ["weight", "size"]])
+def test_a_csv_checkpoint_of_other_feature_columns_of_the_same_width_is_refused(workdir, capsys, other):
+    """Trained on size and width, tested with them swapped (which would read each as the other without a
+    word) or with weight and size (same width, same file): refused in one line."""
     data = _csv_with_categories(workdir / "table.csv")
     base = ["--config", config("csv"), "--data.path", data, "--data.label_column", "label"]
     metrics = run_cli("fit", *base, "--data.feature_columns=[size, width]", "--trainer.max_epochs=1")
     with pytest.raises(SystemExit) as stop:
-        run_cli("test", *base, "--data.feature_columns=[weight, size]", "--ckpt_path", metrics["best_model_path"])
+        run_cli("test", *base, f"--data.feature_columns=[{', '.join(other)}]", "--ckpt_path",
+                metrics["best_model_path"])
     assert stop.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "features ['size', 'width']" in last and "['weight', 'size']" in last
+    assert "features ['size', 'width']" in last and f"{other}" in last
     run_cli("test", *base, "--data.feature_columns=[size, width]", "--ckpt_path", metrics["best_model_path"])
 
 
@@ -191,3 +194,12 @@ def test_a_csv_checkpoint_of_another_label_column_is_refused(workdir, capsys):
         run_cli("test", *base, "--data.label_column=flag", "--ckpt_path", metrics["best_model_path"])
     assert stop.value.code == 2
     assert "label 'label'" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_resuming_a_run_with_the_max_epochs_it_finished_at_is_refused(workdir, capsys):
+    """A run of 1 epoch resumed with max_epochs=1 has nothing to do: one line saying how to extend it."""
+    metrics = run_cli("fit", "--config", config("iris"), "--trainer.max_epochs=1")
+    with pytest.raises(SystemExit) as stop:
+        run_cli("fit", "--config", config("iris"), "--trainer.max_epochs=1", "--ckpt_path", metrics["best_model_path"])
+    assert stop.value.code == 2
+    assert "already finished at epoch 1 (max_epochs=1)" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -101,10 +101,14 @@ def run_mutation(root: Path, mutation: Mutation) -> Outcome:
     return outcome
 
 
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def table(rows: list[tuple[Mutation, Outcome]]) -> str:
     lines = ["| mutation | file | what | result | s | first failure |", "|---|---|---|---|---|---|"]
     for mutation, outcome in rows:
-        detail = outcome.detail.replace("|", "/").replace("\n", " ")[:110]
+        detail = one_line(outcome.detail).replace("|", "/")[:110]
         lines.append(f"| {mutation.id} | {mutation.file.removeprefix('src/lit_basics/')} | {mutation.description} "
                      f"| {outcome.status} | {outcome.seconds:.0f} | {detail} |")
     counts = {s: sum(o.status == s for _, o in rows) for s in ("caught", "crash-only", "survived", "stale")}
@@ -146,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for mutation in chosen:
             outcome = run_mutation(root, mutation)
-            print(f"{mutation.id}: {outcome.status} ({outcome.seconds:.0f} s) {outcome.detail[:150]}", flush=True)
+            print(f"{mutation.id}: {outcome.status} ({outcome.seconds:.0f} s) {one_line(outcome.detail)[:150]}",
+                  flush=True)
             rows.append((mutation, outcome))
     print()
     print(table(rows))
