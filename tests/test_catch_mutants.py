@@ -203,3 +203,94 @@ def test_resuming_a_run_with_the_max_epochs_it_finished_at_is_refused(workdir, c
         run_cli("fit", "--config", config("iris"), "--trainer.max_epochs=1", "--ckpt_path", metrics["best_model_path"])
     assert stop.value.code == 2
     assert "already finished at epoch 1 (max_epochs=1)" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def _stop_epoch(losses: list[float], patience: int, min_delta: float) -> int:
+    """Lightning's EarlyStopping rule (mode min): an epoch improves when its loss is below the best by more
+    than min_delta; training stops after `patience` epochs without one. Returns the epochs that run."""
+    best, waited = math.inf, 0
+    for epoch, loss in enumerate(losses, start=1):
+        if loss < best - min_delta:
+            best, waited = loss, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                return epoch
+    return len(losses)
+
+
+def test_the_batched_engines_min_delta_stops_as_lightnings_rule_says():
+    """min_delta makes small improvements count as none: the run stops earlier, where the rule says."""
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 120, 4), torch.randint(0, 3, (120,))
+    rows = torch.arange(120)
+    spec = ModelSpec(train_rows=rows[:90], val_rows=rows[90:], lr=0.01, seed=1)
+    epochs = {}
+    for min_delta in (0.0, 0.02):
+        out = fit_group(x, y, [spec], [16], 3, batch_size=16, max_epochs=60, patience=3, min_delta=min_delta)
+        losses = [row["val/loss"] for row in out.history[0]]
+        assert out.epochs[0] == len(losses) == _stop_epoch(losses, 3, min_delta) < 60
+        epochs[min_delta] = out.epochs[0]
+    assert epochs[0.02] < epochs[0.0]
+
+
+def test_multiclass_mse_is_the_mean_over_classes_of_the_squared_probability_errors():
+    """Uniform logits over 4 classes, label 0: ((1 - 1/4)^2 + 3 (1/4)^2) / 4 = 0.1875 per sample."""
+    from lit_basics.models.losses import LOSSES
+
+    logits = torch.zeros(2, 4)
+    values = LOSSES["mse"].per_sample(logits, torch.tensor([0, 3]), 4)
+    assert values.tolist() == pytest.approx([0.1875, 0.1875])
+
+
+def test_model_momentum_reaches_the_optimizer_in_both_engines():
+    """`model.momentum` 0.5 (not the default 0.9): LitFNN's SGD and the batched engine's update use it."""
+    from lit_basics.data.batching import epoch_permutation
+    from lit_basics.models.fnn import FNN
+    from lit_basics.models.optimizers import make_optimizer
+
+    optimizer = make_optimizer("momentum", nn.Linear(3, 2), lr=0.1, momentum=0.5)
+    assert [group["momentum"] for group in optimizer.param_groups] == [0.5]
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 40, 3), torch.randint(0, 2, (40,))
+    rows = torch.arange(40)
+    spec = ModelSpec(train_rows=rows[:32], val_rows=rows[32:], lr=0.1, momentum=0.5, seed=4)
+    out = fit_group(x, y, [spec], [5], 2, optimizer="momentum", batch_size=8, max_epochs=2)
+    torch.manual_seed(4)  # the model's seed: the batched engine starts from this FNN's weights
+    reference = FNN(3, [5], 1)
+    sgd = make_optimizer("momentum", reference, lr=0.1, momentum=0.5)
+    for epoch in range(2):
+        order = rows[:32][epoch_permutation(32, 4, epoch)]
+        for batch in order.split(8):
+            sgd.zero_grad()
+            nn.functional.binary_cross_entropy_with_logits(reference(x[0, batch]).squeeze(-1),
+                                                           y[batch].float()).backward()
+            sgd.step()
+    for (w, b), layer in zip(out.layers[0], [m for m in reference.modules() if isinstance(m, nn.Linear)],
+                             strict=True):
+        torch.testing.assert_close(w, layer.weight.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b, layer.bias.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_trials_csv_holds_each_trials_fold_statistics_and_best_yaml_its_architecture(workdir):
+    """mean and std (population: the folds are all there is) of the fold scores, the mean best validation loss,
+    and depth x width as hidden_sizes in best.yaml, for a grid whose depths differ."""
+    import statistics
+
+    import yaml
+
+    from lit_basics.experiments.commands import tune_main
+
+    search = workdir / "tiny.yaml"
+    search.write_text(f"name: tiny\nbase: {config('iris')}\nsampler: grid\nfolds: 2\n"
+                      "common:\n  trainer.max_epochs: 3\nspace:\n  depth: [1, 3]\n  width: [4]\n")
+    out = tune_main(["--config", str(search), "--no-progress"])
+    trials = pd.read_csv(out / "trials.csv")
+    assert sorted(trials["depth"]) == [1, 3]
+    for _, row in trials.iterrows():
+        folds = [row["fold_0"], row["fold_1"]]
+        assert row["mean"] == pytest.approx(statistics.fmean(folds))
+        assert row["std"] == pytest.approx(statistics.pstdev(folds))
+    best = trials[trials["rank"] == 1].iloc[0]
+    model = yaml.safe_load((out / "best.yaml").read_text())["model"]
+    assert model["hidden_sizes"] == [int(best["width"])] * int(best["depth"])
