@@ -294,3 +294,30 @@ def test_trials_csv_holds_each_trials_fold_statistics_and_best_yaml_its_architec
     best = trials[trials["rank"] == 1].iloc[0]
     model = yaml.safe_load((out / "best.yaml").read_text())["model"]
     assert model["hidden_sizes"] == [int(best["width"])] * int(best["depth"])
+
+
+def test_the_mutation_runner_tells_caught_from_crash_only_survived_and_stale(tmp_path):
+    """On a tiny tree: an assertion failing is caught, only an exception is crash-only, passing is survived,
+    and a mutation whose original text is gone is stale (the file left as it was)."""
+    import shutil
+
+    from tests.mutation.mutations import Mutation
+    from tests.mutation.run import classify, run_mutation, run_tests
+
+    here = Path(__file__).resolve().parent
+    (tmp_path / "tests" / "mutation").mkdir(parents=True)
+    for name in ("__init__.py", "mutation/__init__.py", "mutation/plugin.py"):
+        shutil.copyfile(here / name, tmp_path / "tests" / name)
+    (tmp_path / "tests" / "test_fake.py").write_text(
+        "def test_check():\n    assert 1 + 1 == 3\n\n\ndef test_crash():\n    raise ValueError('boom')\n\n\n"
+        "def test_fine():\n    assert True\n")
+    statuses = {name: classify(*run_tests(tmp_path, [f"tests/test_fake.py::test_{name}"])).status
+                for name in ("check", "crash", "fine")}
+    assert statuses == {"check": "caught", "crash": "crash-only", "fine": "survived"}
+    assert classify(*run_tests(tmp_path, ["tests/test_fake.py"])).status == "caught"
+    before = (tmp_path / "tests" / "test_fake.py").read_text()
+    gone = Mutation("gone", "tests/test_fake.py", "no such line", "x", ["tests/test_fake.py"], "stale")
+    assert run_mutation(tmp_path, gone).status == "stale"
+    flip = Mutation("flip", "tests/test_fake.py", "assert True", "assert False", ["tests/test_fake.py::test_fine"], "")
+    assert run_mutation(tmp_path, flip).status == "caught"
+    assert (tmp_path / "tests" / "test_fake.py").read_text() == before
