@@ -50,3 +50,7 @@ accuracy: install
 # Every generated README table: components, hyperparameter kinds, bad inputs (from the registries and tests/).
 docs: install
 	$(PY) -m lit_basics.readme_tables
+
+# One deliberate bug at a time (tests/mutation/mutations.py) on a copy of the tree: caught / crash-only / survived.
+mutants: install
+	$(PY) -m tests.mutation
