@@ -137,8 +137,6 @@ def test_the_accuracy_reports_rmse_is_in_the_targets_units(workdir):
         assert row["rmse"] == pytest.approx(expected, rel=1e-3), row["side"]
 
 
-@pytest.mark.xfail(strict=True, reason="train.py reports test/rmse in standardised units until the real-tables work "
-                   "brings regression outputs back in the target's units")
 def test_the_fit_commands_test_rmse_is_in_the_targets_units(workdir):
     metrics = run_cli("fit", "--config", config("diabetes"), "--trainer.max_epochs=2")
     dm = check_args("diabetes", ["--config", config("diabetes")]).datamodule

@@ -391,3 +391,31 @@ def test_every_configuration_diverging_is_one_line(workdir):
     with pytest.raises(SystemExit) as stop:
         tune_main(["--config", str(search)])
     assert stop.value.code == 2
+
+
+def test_models_of_two_batch_sizes_train_alike_alone_and_together_on_the_generic_path():
+    """A model with a twice larger batch sums its gradient over two steps of the smaller (autograd's path too)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 120, 5), torch.randint(0, 3, (120,))
+    rows = torch.arange(120)
+    specs = [ModelSpec(train_rows=rows[:n], val_rows=rows[100:], lr=0.01, seed=s) for s, n in ((1, 90), (2, 77))]
+
+    def fit(members, sizes):
+        return fit_group(x, y, [specs[i] for i in members], [8, 8], 3, batch_size=sizes, max_epochs=3,
+                         norm="layer", path="generic")
+
+    together = fit([0, 1], [8, 16])
+    for i, size in ((0, 8), (1, 16)):
+        alone = fit([i], [size])
+        assert [r["val/loss"] for r in together.history[i]] == pytest.approx(
+            [r["val/loss"] for r in alone.history[0]], abs=1e-5)
+
+
+def test_only_networks_of_known_layers_run_their_own_forward_on_stacked_inputs():
+    from lit_basics.engine.stacked_layers import leading_dim_safe
+    from lit_basics.models.fnn import FNN
+
+    from .test_models import TwoLayer
+
+    assert leading_dim_safe(FNN(4, [8, 8], 3, norm="batch", residual=True, activation="gelu"))
+    assert not leading_dim_safe(TwoLayer(4, 3))  # its own forward code: vmap runs it

@@ -190,6 +190,7 @@ def test_norm_and_residual_match_a_hand_built_network():
               (nn.Linear(8, 8, bias=False), nn.BatchNorm1d(8), nn.Identity()),
               (nn.Linear(8, 6, bias=False), nn.BatchNorm1d(6), nn.Linear(8, 6, bias=False))]
     head = nn.Linear(6, 3)
+    assert all(block.linear.bias is None for block in fnn.blocks)  # BatchNorm's mean removes a bias before it
     reference = nn.ModuleList([*(nn.ModuleList(b) for b in blocks), head])
     reference.load_state_dict(dict(zip(reference.state_dict(), fnn.state_dict().values(), strict=True)))
 
@@ -271,3 +272,14 @@ def dataclasses_missing():
     from dataclasses import MISSING
 
     return MISSING
+
+
+def test_the_loss_follows_the_task_unless_given():
+    import torch.nn.functional as F
+
+    regression = LitFNN(input_dim=3, num_classes=0, task="regression")
+    logits, y = torch.randn(5, 1), torch.randn(5)
+    torch.testing.assert_close(regression.loss_fn(logits, y), F.mse_loss(logits.squeeze(-1), y))
+    classifier = LitFNN(input_dim=3, num_classes=3)
+    logits, y = torch.randn(5, 3), torch.randint(0, 3, (5,))
+    torch.testing.assert_close(classifier.loss_fn(logits, y), F.cross_entropy(logits, y))
