@@ -133,7 +133,7 @@ TWO_LAYER = {"class_path": "tests.test_models.TwoLayer", "init_args": {"width": 
 ARCHITECTURES = {  # every architecture option, and an injected net
     "plain": {}, "batch_norm": {"norm": "batch"}, "layer_norm": {"norm": "layer"}, "residual": {"residual": True},
     "residual_batch_norm": {"residual": True, "norm": "batch", "hidden_sizes": [7, 7, 5]},
-    "gelu": {"activation": "gelu"},
+    **{f"activation_{name}": {"activation": name} for name in GENERIC_ONLY_ACTIVATIONS},  # no fast-path kernel
     "injected": {"net": TWO_LAYER, "activation": "relu", "hidden_sizes": [64, 64], "leaky_relu_alpha": 0.01},
 }
 
@@ -378,6 +378,7 @@ def test_a_diverging_configuration_fails_its_trial_in_both_search_engines(workdi
         assert len(failed) == 1 and failed["lr"].iloc[0] == 1e12, engine
         assert failed["diverged"].iloc[0].startswith("fold"), engine
         assert "0.05" in (out / "summary.md").read_text()
+        assert not (workdir / "config.yaml").exists(), engine  # fold fits write nothing in the working folder
 
 
 def test_every_configuration_diverging_is_one_line(workdir):
@@ -393,8 +394,10 @@ def test_every_configuration_diverging_is_one_line(workdir):
     assert stop.value.code == 2
 
 
-def test_models_of_two_batch_sizes_train_alike_alone_and_together_on_the_generic_path():
-    """A model with a twice larger batch sums its gradient over two steps of the smaller (autograd's path too)."""
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_models_of_two_batch_sizes_train_alike_alone_and_together_on_the_generic_path(norm):
+    """A model with a twice larger batch sums its gradient over two steps of the smaller (autograd's path too);
+    BatchNorm's statistics count each model's own rows only (their row counts differ: a step holds padding)."""
     torch.manual_seed(0)
     x, y = torch.randn(1, 120, 5), torch.randint(0, 3, (120,))
     rows = torch.arange(120)
@@ -402,10 +405,17 @@ def test_models_of_two_batch_sizes_train_alike_alone_and_together_on_the_generic
 
     def fit(members, sizes):
         return fit_group(x, y, [specs[i] for i in members], [8, 8], 3, batch_size=sizes, max_epochs=3,
-                         norm="layer", path="generic")
+                         norm=norm, path="generic")
 
-    together = fit([0, 1], [8, 16])
-    for i, size in ((0, 8), (1, 16)):
+    if norm == "batch":  # its statistics are per forward: a batch summed over steps would differ
+        with pytest.raises(ValueError, match="cannot share a group with BatchNorm"):
+            fit([0, 1], [8, 16])
+        together = fit([0, 1], [8, 8])
+        sizes = ((0, 8), (1, 8))
+    else:
+        together = fit([0, 1], [8, 16])
+        sizes = ((0, 8), (1, 16))
+    for i, size in sizes:
         alone = fit([i], [size])
         assert [r["val/loss"] for r in together.history[i]] == pytest.approx(
             [r["val/loss"] for r in alone.history[0]], abs=1e-5)
@@ -419,3 +429,14 @@ def test_only_networks_of_known_layers_run_their_own_forward_on_stacked_inputs()
 
     assert leading_dim_safe(FNN(4, [8, 8], 3, norm="batch", residual=True, activation="gelu"))
     assert not leading_dim_safe(TwoLayer(4, 3))  # its own forward code: vmap runs it
+
+
+def test_batch_norm_groups_never_mix_batch_sizes_even_when_merging():
+    from lit_basics.engine.grouping import group_members
+    from lit_basics.models import hparams as schema
+
+    base = {**schema.defaults(), "max_epochs": 5, "hidden_sizes": [8]}
+    settings = [{**base, "batch_size": b, "norm": norm} for norm in ("none", "batch") for b in (32, 64)]
+    groups = group_members(settings, [0], merge_groups=True)
+    members = sorted(sorted(c for c, _ in m) for m in groups.values())
+    assert members == [[0, 1], [2], [3]]  # plain MLPs merge 32 and 64; BatchNorm ones do not

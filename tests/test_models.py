@@ -277,6 +277,12 @@ def dataclasses_missing():
 def test_the_loss_follows_the_task_unless_given():
     import torch.nn.functional as F
 
+    from lit_basics.models import hparams
+
+    assert hparams.Optimization().loss_for("regression") == "mse"
+    assert hparams.Optimization().loss_for("classification") == "cross_entropy"
+    assert hparams.Optimization(loss="hinge").loss_for("classification") == "hinge"
+
     regression = LitFNN(input_dim=3, num_classes=0, task="regression")
     logits, y = torch.randn(5, 1), torch.randn(5)
     torch.testing.assert_close(regression.loss_fn(logits, y), F.mse_loss(logits.squeeze(-1), y))

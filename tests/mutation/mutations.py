@@ -302,7 +302,7 @@ MUTATIONS: list[Mutation] = [
     Mutation("batch_norm_counts_padding", ENGINE + "stacked_layers.py",
              "            mask = self.row_mask.unsqueeze(-1)  # (M, B, 1)\n",
              "            mask = torch.ones_like(self.row_mask).unsqueeze(-1)\n",
-             ["tests/test_components.py::test_every_architecture_trains_alike_in_both_engines_and_paths", "-k", "batch_norm-generic"], "BatchNorm statistics over padding rows"),
+             ["tests/test_components.py", "-k", "two_batch_sizes_train_alike"], "BatchNorm statistics over padding rows"),
     Mutation("batch_norm_biased_running_var", ENGINE + "stacked_layers.py",
              "                unbiased = var * n / (n - 1).clamp(min=1)\n"
              "                self.running_mean.mul_(1 - keep).add_(keep * mean.detach())\n"
@@ -364,4 +364,8 @@ MUTATIONS: list[Mutation] = [
              "        own = {f.name: getattr(self, f.name) for f in fields(hparams.Architecture) if hasattr(self, f.name)"
              " and f.name != \"norm\"}\n",
              ["tests/test_estimators.py", "-k", "through_the_network_litfnn_builds"], "FNNClassifier(norm=...) silently ignored"),
+    Mutation("batch_norm_batch_sizes_merged", ENGINE + "grouping.py",
+             'if arch.norm == "batch" or arch.net is not None:', "if False:",
+             ["tests/test_components.py", "-k", "never_mix_batch_sizes"],
+             "BatchNorm models of different batch sizes merged into one group (statistics per step, not per batch)"),
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from lit_basics.benchmark.csv_fit import csv_fit_rows_per_s
 from lit_basics.benchmark.fits import REPO, SyntheticMNIST, lightning_fit, plain_loop, ratio, seconds
 from lit_basics.benchmark.mnist_norm import norm_comparison
 from lit_basics.benchmark.searches import GRID, batched_speedup, cv_comparison, ensemble_comparison, generic_vs_fast
@@ -75,6 +76,7 @@ def run(repeats: int = 3, threads: int = 1, quick: bool = False) -> dict[str, An
     results |= cv_comparison(2 if quick else 30, repeats=1 if quick else 2)
     results |= generic_vs_fast(2 if quick else 30, repeats=1 if quick else 2)
     results |= ensemble_comparison(2 if quick else 50)
+    results |= csv_fit_rows_per_s(rows=5000 if quick else 200_000, epochs=1 if quick else 3)
     results |= norm_comparison(epochs=1 if quick else 2, n_train=1000 if quick else 12000)
     results["device"] = machine_description()
     results["torch_threads"] = torch.get_num_threads()

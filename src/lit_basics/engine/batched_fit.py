@@ -148,6 +148,9 @@ class _GroupFit:
         if any(b % self.micro for b in batch_sizes):
             raise ValueError(f"batch sizes {sorted(set(batch_sizes))} must be multiples of the smallest, {self.micro}")
         self.skip_single = has_batch_norm(modules[0])  # as LitFNN: BatchNorm cannot train on one row
+        if self.skip_single and len(set(batch_sizes)) > 1:
+            raise ValueError(f"batch sizes {sorted(set(batch_sizes))} cannot share a group with BatchNorm: its "
+                             "statistics are those of each forward, not of a batch summed over steps")
         self.members = Members(specs, x, y, batch_sizes, self.micro, self.skip_single)
         self.loss = LOSSES[optimization.loss_for("classification" if num_classes else "regression")]
         self.num_classes = num_classes

@@ -33,6 +33,8 @@ def group_members(settings: Sequence[dict[str, Any]], folds: Iterable[int], merg
         # the fast path pads narrower layers; the generic path stacks modules of one shape only
         arch = hparams.split(s)[0]
         values = {**s, "depth": len(s["hidden_sizes"]) if fast_path(arch) else list(s["hidden_sizes"])}
+        if arch.norm == "batch" or arch.net is not None:  # BatchNorm's statistics are per batch: never summed
+            values["depth"] = (values["depth"], int(s["batch_size"]))
         groups[tuple(str(values[k]) for k in keys)] += [(c, f) for f in folds]
     if not merge_groups:
         return dict(groups)

@@ -76,7 +76,8 @@ class LightningFolds:
                   params: dict | None = None) -> list[FoldResult]:
         results = []
         with quiet_lightning():
-            cli = LitBasicsCLI(args=[*args, *fold_args(self.folds, 0, self.seed, self.patience)], run=False)
+            cli = LitBasicsCLI(args=[*args, *fold_args(self.folds, 0, self.seed, self.patience)], run=False,
+                               save_config_callback=None)  # a fold fit writes nothing (no config.yaml in the cwd)
             for fold in range(self.folds):
                 seed = fold_seed(self.seed, fold)
                 cli.config.data.init_args.fold = fold
