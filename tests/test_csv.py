@@ -397,3 +397,19 @@ def test_missing_markers_as_a_shell_passes_them(workdir, tmp_path, spelling):
     option = [spelling] if spelling.startswith("--") else ["--data.na_values", spelling]
     metrics = run_cli("fit", "--config", config("csv"), "--data.path", path, "--trainer.max_epochs=1", *option)
     assert "test/acc" in metrics
+
+
+def test_a_loss_that_blows_up_on_a_huge_value_names_its_column(workdir, capsys):
+    """One price of 1e308 among ordinary ones (whichever split it lands in): one line naming the column, not the
+    learning rate; before, the run exited 0 with an infinite best validation loss."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"size": rng.normal(size=300), "price": rng.normal(size=300),
+                          "label": rng.integers(0, 2, 300)})
+    frame.loc[7, "price"] = 1e308
+    frame.to_csv(workdir / "huge.csv", index=False)
+    with pytest.raises(SystemExit) as stop:
+        run_cli("fit", "--config", config("csv"), f"--data.path={workdir / 'huge.csv'}", "--data.label_column=label",
+                "--trainer.max_epochs=3")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and ("training diverged" in err or "validation loss is" in err), err
+    assert "input column 'price' of the" in err and "learning rate" not in err, err

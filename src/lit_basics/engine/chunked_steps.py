@@ -40,9 +40,10 @@ class ChunkedSteps:
         if loss is not None:  # the progress bar's running loss (read when it redraws)
             self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, logger=False)
         if loss is not None and not torch.isfinite(loss):  # one host sync per chunk, not per step
+            cause = extreme_input(getattr(self.trainer, "datamodule", None))
             raise TrainingDiverged(
                 f"training diverged at epoch {self.current_epoch} (loss {float(loss)}); "
-                f"lower the learning rate (lr={self.hparams.lr:g}) or normalise the data"
+                + (cause or f"lower the learning rate (lr={self.hparams.lr:g}) or normalise the data")
             )
         return loss
 
@@ -54,3 +55,30 @@ class ChunkedSteps:
 
     def optimizer_step_on(self, optimizer: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+EXTREME = 1e4  # standardised inputs this far from the mean (in training-split standard deviations) are suspect
+
+
+def extreme_input(datamodule: Any, split: str = "train") -> str | None:
+    """The input column to blame for a non-finite loss on `split`: one whose values are not finite or lie EXTREME
+    or more training standard deviations out (a huge value in the file), by the DataModule's feature names."""
+    tensors = getattr(datamodule, "tensors", None) or {}
+    if split not in tensors:
+        return None
+    x = tensors[split][0]
+    if x.ndim != 2 or x.numel() == 0:
+        return None
+    size = torch.where(torch.isfinite(x), x.abs(), torch.full_like(x, float("inf"))).amax(0)  # (features,)
+    column = int(size.argmax())
+    if not float(size[column]) >= EXTREME:
+        return None
+    names = datamodule.feature_names() if hasattr(datamodule, "feature_names") else None
+    transformer = getattr(datamodule, "transformer", None)  # a CSV's ColumnTransformer: "num__price" -> price
+    if not names and hasattr(transformer, "get_feature_names_out"):
+        names = [str(n).split("__", 1)[-1] for n in transformer.get_feature_names_out()]
+    name = repr(names[column]) if names and column < len(names) else f"#{column}"
+    value = float(size[column])
+    shown = "a value that is not finite after standardising" if value == float("inf") else (
+        f"a value {value:.3g} standard deviations from its training mean")
+    return f"input column {name} of the {split} rows holds {shown}; fix or drop that value, or mark it as missing"

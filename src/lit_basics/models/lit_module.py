@@ -10,8 +10,8 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_basics.engine.chunked_steps import ChunkedSteps
-from lit_basics.errors import check_choice
+from lit_basics.engine.chunked_steps import ChunkedSteps, extreme_input
+from lit_basics.errors import TrainingDiverged, check_choice
 from lit_basics.models import hparams
 from lit_basics.models.fnn import build_network, weight_matrices
 from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
@@ -219,6 +219,10 @@ class LitFNN(ChunkedSteps, L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self._in_units("val", {**self._epoch_means("val"), **self.val_metrics.compute()})
         self.val_metrics.reset()
+        if "val/loss" in values and not torch.isfinite(values["val/loss"]):  # never a silent inf best loss
+            cause = extreme_input(self.trainer.datamodule, "val") or "the validation rows give no finite loss"
+            raise TrainingDiverged(f"validation loss is {float(values['val/loss'])} at epoch {self.current_epoch}; "
+                                   f"{cause}")
         self.log_dict(values, on_epoch=True, sync_dist=True)
         if not self.trainer.sanity_checking:
             self._log_best(values)
