@@ -14,7 +14,7 @@ from torch import nn
 
 from lit_basics.data import CSVDataModule
 from lit_basics.engine.batched import ModelSpec
-from lit_basics.engine.batched_fit import fit_group
+from lit_basics.engine.batched_fit import Stopping, fit_group
 from lit_basics.experiments.runs import check_args
 
 from .conftest import config, run_cli
@@ -67,8 +67,13 @@ def test_a_fold_is_scored_at_its_lowest_loss_epoch_in_both_engines(early_stopped
     assert last_differs, "some fold's last epoch must score otherwise than its best, or the test proves nothing"
 
 
-def _plain_logits(linears: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor, activation) -> torch.Tensor:
-    """Linear -> activation for each hidden layer, then the output layer: no dropout anywhere."""
+def _plain_logits(linears: list[tuple[torch.Tensor, torch.Tensor]] | dict, x: torch.Tensor, activation) -> torch.Tensor:
+    """Linear -> activation for each hidden layer, then the output layer: no dropout anywhere. `linears`: (weight,
+    bias) pairs, or an FNN state_dict (the batched engine's result)."""
+    if isinstance(linears, dict):
+        names = sorted({k.rsplit(".", 1)[0] for k in linears if k.endswith(".weight")},
+                       key=lambda n: (n == "head", n))  # blocks.0.linear, blocks.1.linear, ..., head
+        linears = [(linears[f"{n}.weight"], linears[f"{n}.bias"]) for n in names]
     for w, b in linears[:-1]:
         x = activation(x @ w.T + b)
     w, b = linears[-1]
@@ -99,7 +104,7 @@ def test_a_dropout_models_validation_loss_is_a_plain_forward_in_the_batched_engi
     specs = [ModelSpec(train_rows=rows[:60], val_rows=rows[60:], lr=0.02, dropout=0.5, seed=s) for s in (1, 2)]
     out = fit_group(x, y, specs, [12, 12], 3, activation="tanh", batch_size=10, max_epochs=3)
     for i, spec in enumerate(specs):
-        logits = _plain_logits(out.layers[i], x[0, spec.val_rows], torch.tanh)
+        logits = _plain_logits(out.states[i], x[0, spec.val_rows], torch.tanh)
         loss = nn.functional.cross_entropy(logits, y[spec.val_rows])
         assert out.history[i][-1]["val/loss"] == pytest.approx(float(loss), rel=1e-5)
         accuracy = (logits.argmax(1) == y[spec.val_rows]).float().mean()
@@ -229,7 +234,8 @@ def test_the_batched_engines_min_delta_stops_as_lightnings_rule_says():
     spec = ModelSpec(train_rows=rows[:90], val_rows=rows[90:], lr=0.01, seed=1)
     epochs = {}
     for min_delta in (0.0, 0.02):
-        out = fit_group(x, y, [spec], [16], 3, batch_size=16, max_epochs=60, patience=3, min_delta=min_delta)
+        out = fit_group(x, y, [spec], [16], 3, batch_size=16, max_epochs=60,
+                        stopping=Stopping(patience=3, min_delta=min_delta))
         losses = [row["val/loss"] for row in out.history[0]]
         assert out.epochs[0] == len(losses) == _stop_epoch(losses, 3, min_delta) < 60
         epochs[min_delta] = out.epochs[0]
@@ -268,10 +274,8 @@ def test_model_momentum_reaches_the_optimizer_in_both_engines():
             nn.functional.binary_cross_entropy_with_logits(reference(x[0, batch]).squeeze(-1),
                                                            y[batch].float()).backward()
             sgd.step()
-    for (w, b), layer in zip(out.layers[0], [m for m in reference.modules() if isinstance(m, nn.Linear)],
-                             strict=True):
-        torch.testing.assert_close(w, layer.weight.detach(), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(b, layer.bias.detach(), rtol=1e-5, atol=1e-6)
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(out.states[0][key], value, rtol=1e-5, atol=1e-6)
 
 
 def test_trials_csv_holds_each_trials_fold_statistics_and_best_yaml_its_architecture(workdir):

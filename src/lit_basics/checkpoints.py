@@ -154,6 +154,9 @@ def check_data_rows(path: str, checkpoint: dict[str, Any], datamodule: Any, subc
     if not isinstance(saved, dict) or not hasattr(datamodule, "content_digest"):
         return None
     current = datamodule.content_digest()
+    state = checkpoint.get(type(datamodule).__qualname__)  # Lightning keeps the DataModule's state_dict there
+    if isinstance(state, dict) and hasattr(datamodule, "check_saved_state") and subcommand != "predict":
+        datamodule.check_saved_state(state)  # other columns or label: named before "other rows"
     changed = [split for split in saved if current.get(split) != saved[split]]
     if not changed:
         return None

@@ -251,8 +251,9 @@ class CSVDataModule(ArrayDataModule):
         state["label_column"] = self.label_column
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Use the checkpoint's fitted preprocessing; its columns and classes must be this data's."""
+    def check_saved_state(self, state: dict[str, Any]) -> tuple[Any, Any]:
+        """A checkpoint's CSV state against this run's columns, label and classes: one line on a difference
+        (checked before its rows are, so the message names the columns, not only changed rows)."""
         saved = state.get("preprocessing")
         if saved is None:
             raise ConfigError("csv: the checkpoint holds no fitted CSV preprocessing (made for another data set?)")
@@ -264,6 +265,14 @@ class CSVDataModule(ArrayDataModule):
         if classes is not None and self.classes is not None and [str(c) for c in classes] != [
                 str(c) for c in self.classes]:
             raise ConfigError(f"csv: the checkpoint's classes {classes} differ from this file's {list(self.classes)}")
+        return transformer, plan
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Use the checkpoint's fitted preprocessing; its columns and classes must be this data's."""
+        saved = state.get("preprocessing")
+        if saved is None:
+            raise ConfigError("csv: the checkpoint holds no fitted CSV preprocessing (made for another data set?)")
+        transformer, _ = self.check_saved_state(state)
         self.transformer, self.preprocessing = transformer, {**saved, "restored": True}
         self.restore_target_scaler(state)
         if self.tensors:
