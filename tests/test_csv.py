@@ -287,7 +287,9 @@ def test_fit_then_predict_raw_rows_from_the_checkpoint(workdir, penguins, capsys
     metrics = run_cli("fit", "--config", config("csv"), "--data.path", penguins, "--data.label_column", "species",
                       "--trainer.max_epochs=3")
     run = Path(metrics["log_dir"])
-    assert run == Path("logs/penguins/version_0")
+    assert run == Path("logs/penguins_species/version_0")  # runs of other labels of this file go elsewhere
+    regression = {"path": "a/p.csv", "label_column": "mass", "task": "regression"}
+    assert CSVDataModule.run_name(regression) == "p_mass_regression"
     out = capsys.readouterr().out
     assert "120 read, 2 dropped, 118 kept" in out
     assert "120 read, 2 dropped, 118 kept" in (run / "data_summary.txt").read_text()

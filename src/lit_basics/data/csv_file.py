@@ -116,9 +116,13 @@ class CSVDataModule(ArrayDataModule):
 
     @classmethod
     def run_name(cls, init_args: dict[str, Any]) -> str:
-        """Runs of a CSV file go to logs/<file stem>/."""
+        """Runs of a CSV file go to logs/<file stem>_<label column>/ (a regression of it to ..._regression/): runs
+        of one file with different labels or tasks are kept apart."""
         stem = Path(str(init_args.get("path") or cls.name)).stem
-        return re.sub(r"[^\w.-]+", "_", stem).strip("._") or cls.name
+        name = "_".join(str(part) for part in (stem, init_args.get("label_column")) if part)
+        if init_args.get("task") == "regression":
+            name += "_regression"
+        return re.sub(r"[^\w.-]+", "_", name).strip("._") or cls.name
 
     # --- reading ---------------------------------------------------------------------------------
     def load_arrays(self) -> Arrays:
