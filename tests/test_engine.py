@@ -156,3 +156,29 @@ def test_a_worker_error_that_cannot_be_unpickled_comes_back_instead_of_hanging_t
         list(run_jobs(_failing_job, [1.0, 1.0, 1.0], workers=2))
     with pytest.raises(ValueError, match="plain"):  # an ordinary error keeps its type
         list(run_jobs(lambda i: (_ for _ in ()).throw(ValueError("plain")), [1.0, 1.0], workers=2))
+
+
+def _worker_signals(index: int) -> tuple:
+    import signal
+
+    return signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.SIGTERM in signal.pthread_sigmask(
+        signal.SIG_BLOCK, [])
+
+
+def test_workers_die_on_sigterm_even_when_the_parent_catches_it():
+    """A SIGTERM handler in the parent (a fit's graceful stop) must not keep a worker alive that the pool
+    terminates while it starts: SIGTERM is blocked across the fork and delivered with its default action."""
+    import signal
+
+    from lit_basics.engine.parallel import run_jobs
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        results = dict(run_jobs(_worker_signals, [1.0, 1.0], workers=2))
+        assert all(default and not blocked for default, blocked in results.values())
+        for _ in range(3):  # the pool ends at once on the first error, while the other worker may be starting
+            with pytest.raises(RuntimeError, match="_TwoArgumentError"):
+                list(run_jobs(_failing_job, [1.0, 1.0, 1.0], workers=2))
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the parent's mask restored
+    finally:
+        signal.signal(signal.SIGTERM, previous)

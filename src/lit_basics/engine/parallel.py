@@ -30,6 +30,10 @@ def _start_worker() -> None:
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends the pool
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a handler inherited from the parent must not keep it alive
+    # SIGTERM was blocked across the fork (run_jobs): one sent before the line above (the pool ending at once)
+    # is delivered now, with the default action, instead of running the parent's handler and leaving the
+    # worker alive and the pool's terminate() waiting for it forever
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     try:  # die with the parent, even when it is killed with SIGKILL
         import ctypes
 
@@ -65,7 +69,12 @@ def run_jobs(job: Callable[[int], Any], costs: Sequence[float], workers: int) ->
 
     _JOB = job
     try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker) as pool:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the forks, see above
+        try:
+            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        with pool:
             yield from pool.imap_unordered(_run, order)
     finally:
         _JOB = None
