@@ -15,6 +15,7 @@ from lit_basics.atomic_files import atomic_write_bytes  # noqa: E402
 from lit_basics.experiments.compare.spec import ExperimentSpec  # noqa: E402
 from lit_basics.experiments.runs import load_run_data  # noqa: E402
 from lit_basics.models import load_model  # noqa: E402
+from lit_basics.models.fnn import weight_matrices  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -69,7 +70,7 @@ def weights(results: pd.DataFrame, path: Path) -> Path:
     bins = np.logspace(-6, 1, 50)
     for _, run in runs.iterrows():
         model = load_model(run["best_model_path"])
-        values = torch.cat([w.detach().abs().flatten() for w in model.net.weights()]).numpy()
+        values = torch.cat([w.detach().abs().flatten() for w in weight_matrices(model.net)]).numpy()
         near_zero = float((values < 1e-3).mean())
         ax.hist(np.clip(values, 1e-6, None), bins=bins, histtype="step", linewidth=1.5,
                 label=f"{run['variant']} ({near_zero:.0%} below 1e-3)")
