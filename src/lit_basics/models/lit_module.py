@@ -86,7 +86,7 @@ class LitFNN(ChunkedSteps, L.LightningModule):
         self.test_metrics = make_metrics(task, num_classes, prefix="test/")
         self._sums: dict[str, torch.Tensor] = {}
         self._train_record: dict[str, list] = {"loss": [], "outputs": [], "n": []}  # per minibatch
-        self.best = {"hp/best_val_loss": math.inf, "hp/best_val_acc": 0.0}
+        self.best = {"hp/best_val_loss": math.inf, **({"hp/best_val_acc": 0.0} if task == "classification" else {})}
         self.history: list[dict[str, float]] = []  # one row of epoch metrics per training epoch
         self._fit_started = 0.0
 
