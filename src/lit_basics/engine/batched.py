@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lit_basics.engine.dropout import DropoutMasks
+from lit_basics.engine.dropout import DropoutMasks, DropoutSites
 from lit_basics.engine.kernels import ACTIVATION_KERNELS, activation_kernel
 from lit_basics.models import hparams
 from lit_basics.models.fnn import FNN
@@ -69,7 +69,7 @@ class GroupResult:
     diverged: list[bool] = field(default_factory=list)  # its training loss became NaN or infinite: it stopped there
 
 
-class BatchedMLP:
+class BatchedMLP(DropoutSites):
     """M stacked MLPs `[input_dim, *hidden_sizes, output_dim]` whose parameters live in one (M, P) tensor.
 
     The layers' weights (M, in, out) and biases (M, 1, out) are views of `flat`, and their gradients
@@ -187,13 +187,6 @@ class BatchedMLP:
     @property
     def parameters(self) -> list[torch.Tensor]:
         return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
-
-    @property
-    def dropping(self) -> bool:
-        return self.masks.dropping
-
-    def seed_dropout(self, seeds: list[int]) -> None:
-        self.masks.seed(seeds)
 
     def __call__(self, x: torch.Tensor, train: bool = False, rows: list[tuple[int, int, int]] | None = None,
                  row_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -52,3 +52,17 @@ class DropoutMasks:
                 kept = kept[offset : offset + n]
                 scale[i, :n, : kept.shape[1]] = kept / (1.0 - p)
         return scale
+
+
+class DropoutSites:
+    """What both batched paths expose of their DropoutMasks (`self.masks`)."""
+
+    masks: DropoutMasks
+
+    @property
+    def dropping(self) -> bool:
+        return self.masks.dropping
+
+    def seed_dropout(self, seeds: list[int]) -> None:
+        """One dropout generator per model that drops units, seeded from the model's own seed."""
+        self.masks.seed(seeds)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import vmap
 
-from lit_basics.engine.dropout import DropoutMasks
+from lit_basics.engine.dropout import DropoutMasks, DropoutSites
 from lit_basics.engine.stacked_layers import leading_dim_safe, per_model_template, stacked_copy
 from lit_basics.errors import ConfigError
 
@@ -46,7 +46,7 @@ def _pad_to(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return out
 
 
-class StackedModules:
+class StackedModules(DropoutSites):
     """M modules of one structure as one program; the interface of the fast path's BatchedMLP.
 
     `modules[i]` is model i as built from its own seed (and its fold's input width); `template` is a module
@@ -140,13 +140,6 @@ class StackedModules:
             path, _, attr = name.rpartition(".")
             if path in self.stacked_layers:
                 setattr(self.stacked_layers[path], attr, tensor)
-
-    @property
-    def dropping(self) -> bool:
-        return self.masks.dropping
-
-    def seed_dropout(self, seeds: list[int]) -> None:
-        self.masks.seed(seeds)
 
     def __call__(self, x: torch.Tensor, train: bool = False, rows: list[tuple[int, int, int]] | None = None,
                  row_mask: torch.Tensor | None = None) -> torch.Tensor:

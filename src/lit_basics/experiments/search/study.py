@@ -20,6 +20,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from lit_basics.atomic_files import process_alive
 from lit_basics.checkpoints import describe_data
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.search.space import SearchSpec
@@ -211,7 +212,7 @@ def fail_dead_trials(study: optuna.Study) -> None:
 
     def dead(worker: str) -> bool:
         worker_host, _, pid = worker.rpartition(":")
-        return worker_host == host and pid.isdigit() and not _alive(int(pid))
+        return worker_host == host and pid.isdigit() and not process_alive(int(pid))
 
     others = [k.removeprefix("worker ") for k in study.user_attrs if k.startswith("worker ")]
     others_alive = any(not dead(w) for w in others if w != WORKER)
@@ -220,15 +221,6 @@ def fail_dead_trials(study: optuna.Study) -> None:
         if (worker and dead(worker)) or (worker is None and not others_alive):
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     study.set_user_attr(f"worker {WORKER}", time.time())  # register, for the check above in later workers
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
