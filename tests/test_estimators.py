@@ -278,6 +278,9 @@ def test_an_injected_net_trains_in_the_estimator():
     assert type(clf.module_).__name__ == "TwoLayer" and clf.score(X, y) > 0.8
     with pytest.raises(ValueError, match="model.norm='batch' has no effect on net"):
         FNNClassifier(**{**IRIS_FNN, "hidden_layer_sizes": (100,)}, net=net, norm="batch").fit(X, y)
+    branching = {"class_path": "tests.test_models.DataDependent"}  # its forward branches on its data
+    with pytest.raises(ValueError, match="the batched engine cannot train DataDependent as stacked copies"):
+        FNNClassifier(**{**IRIS_FNN, "hidden_layer_sizes": (100,)}, net=branching).fit(X, y)
 
 
 def _ensemble_search(X, y, n_ensemble, estimator=None, **kwargs):
@@ -351,3 +354,13 @@ def test_searchcv_validates_n_jobs_as_gridsearchcv(n_jobs):
     X, y = load_iris(return_X_y=True)
     with pytest.raises(ValueError, match=f"n_jobs={n_jobs!r} must be None, a positive integer"):
         FNNSearchCV(FNNClassifier(**IRIS_FNN), {"alpha": [0.0]}, cv=2, n_jobs=n_jobs).fit(X, y)
+
+
+def test_searchcv_refuses_an_injected_net_vmap_cannot_batch_before_training():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    branching = FNNClassifier(**{**IRIS_FNN, "hidden_layer_sizes": (100,)},
+                              net={"class_path": "tests.test_models.DataDependent"})
+    with pytest.raises(ValueError, match="cannot train DataDependent as stacked copies"):
+        FNNSearchCV(branching, {"learning_rate_init": [0.01, 0.02]}, cv=2).fit(X, y)

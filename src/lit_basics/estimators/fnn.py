@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lit_basics.engine.batched import ModelSpec
 from lit_basics.engine.batched_fit import Stopping, fit_configurations
-from lit_basics.engine.hyperparameters import model_spec_values
+from lit_basics.engine.hyperparameters import check_batched, model_spec_values
 from lit_basics.engine.kernels import optimizer_update
 from lit_basics.engine.runtime import resolve_device
 from lit_basics.errors import ConfigError
@@ -175,6 +175,8 @@ class FNNEstimator(BaseEstimator):
         plan = self.plan(labels)
         device = torch.device(plan.settings["device"])
         num_classes = len(self.classes_) if self._task == "classification" else 0
+        if self.net is not None:  # an injected module vmap cannot batch: one line before training
+            check_batched(plan.settings, x.shape[1], self._output_dim())
         result = fit_configurations(torch.as_tensor(x, device=device)[None], torch.as_tensor(targets, device=device),
                                     [plan.spec], [plan.settings], num_classes, plan.stopping)
         val_y = targets[plan.spec.val_rows.numpy()]

@@ -23,9 +23,11 @@ from sklearn.utils.validation import check_array
 
 from lit_basics.engine.batched_fit import fit_configurations
 from lit_basics.engine.grouping import SHARED, chunk_groups, group_members
+from lit_basics.engine.hyperparameters import check_batched
 from lit_basics.engine.parallel import default_workers, run_jobs
 from lit_basics.estimators.ensemble import fold_ensemble, out_of_fold_score
 from lit_basics.estimators.fnn import FNNEstimator, Plan
+from lit_basics.models.losses import output_dim
 
 # block: (preprocessing setting, width)
 GROUP_SHARED = (*SHARED, "patience", "min_delta", "keep_best", "device", "block")
@@ -103,6 +105,11 @@ class FNNSearchCV(GridSearchCV):
         models = [(c, k) for c in range(len(candidates)) for k in range(len(splits))]
         planned = [data.plan(clone(fnn).set_params(**split[c][1]), split[c][0], k, labels) for c, k in models]
         plans, blocks = [p for p, _ in planned], [b for _, b in planned]
+        task = "regression" if classes is None else "classification"
+        for c, k in models[:: len(splits)]:  # an injected module vmap cannot batch: one line before training
+            if plans[c * len(splits)].settings.get("net") is not None:
+                check_batched(plans[c * len(splits)].settings, data.width(split[c][0], k),
+                              output_dim(task, 0 if classes is None else len(classes)))
         if self.verbose > 0:
             print(f"Fitting {len(splits)} folds for each of {len(candidates)} candidates, totalling "
                   f"{len(models)} fits in batched groups")
