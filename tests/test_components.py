@@ -135,6 +135,8 @@ ARCHITECTURES = {  # every architecture option, and an injected net
     "residual_batch_norm": {"residual": True, "norm": "batch", "hidden_sizes": [7, 7, 5]},
     **{f"activation_{name}": {"activation": name} for name in GENERIC_ONLY_ACTIVATIONS},  # no fast-path kernel
     "injected": {"net": TWO_LAYER, "activation": "relu", "hidden_sizes": [64, 64], "leaky_relu_alpha": 0.01},
+    "injected_batch_norm": {"net": {**TWO_LAYER, "class_path": "tests.test_models.NormedTwoLayer"},
+                            "activation": "relu", "hidden_sizes": [64, 64], "leaky_relu_alpha": 0.01},
 }
 
 

@@ -220,6 +220,16 @@ class TwoLayer(nn.Module):
         return self.out(self.body(x))
 
 
+class NormedTwoLayer(TwoLayer):
+    """An injected network with BatchNorm1d: its own forward code, so the batched engine runs it through vmap."""
+
+    def __init__(self, input_dim: int, output_dim: int, width: int = 16, dropout: float = 0.0) -> None:
+        super().__init__(input_dim, output_dim, width, dropout)
+        # no bias before BatchNorm: it gets no gradient and Adam would move it by rounding noise
+        self.body = nn.Sequential(nn.Linear(input_dim, width, bias=False), nn.BatchNorm1d(width), nn.SiLU(),
+                                  nn.Dropout(dropout))
+
+
 class DataDependent(nn.Module):
     """An injected network whose forward branches on its data: vmap cannot batch it."""
 
