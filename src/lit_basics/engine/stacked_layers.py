@@ -62,6 +62,26 @@ class StackedLayerNorm(nn.Module):
         return out if self.bias is None else out + self.bias.unsqueeze(1)
 
 
+def masked_batch_norm(norm: nn.Module, x: torch.Tensor, rows: int) -> torch.Tensor:
+    """BatchNorm1d over the rows where `norm.row_mask` is 1 (dimension `rows` of x: 1 for the stacked form, 0 for
+    one model inside vmap), running statistics updated in place, eval mode from them; both forms use it."""
+    if norm.training:
+        mask = norm.row_mask.unsqueeze(-1)  # (..., B, 1): 0 on padding rows
+        n = mask.sum(rows)
+        mean = (x * mask).sum(rows) / n.clamp(min=1)
+        var = (((x - mean.unsqueeze(rows)) ** 2) * mask).sum(rows) / n.clamp(min=1)  # biased, as BatchNorm normalises
+        with torch.no_grad():
+            keep = (n > 1).to(x.dtype) * norm.momentum  # a batch of one row leaves the statistics alone
+            unbiased = var * n / (n - 1).clamp(min=1)
+            norm.running_mean.mul_(1 - keep).add_(keep * mean.detach())
+            norm.running_var.mul_(1 - keep).add_(keep * unbiased.detach())
+            norm.num_batches_tracked.add_((n.squeeze(-1) > 1).to(norm.num_batches_tracked.dtype))
+    else:
+        mean, var = norm.running_mean, norm.running_var
+    out = (x - mean.unsqueeze(rows)) * torch.rsqrt(var.unsqueeze(rows) + norm.eps)
+    return out if norm.weight is None else out * norm.weight.unsqueeze(rows) + norm.bias.unsqueeze(rows)
+
+
 class StackedBatchNorm(nn.Module):
     """BatchNorm1d per model over its real rows (`row_mask` (M, B)); running statistics (M, F) updated in place."""
 
@@ -72,21 +92,7 @@ class StackedBatchNorm(nn.Module):
         self.row_mask: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            mask = self.row_mask.unsqueeze(-1)  # (M, B, 1)
-            n = mask.sum(1)  # (M, 1)
-            mean = (x * mask).sum(1) / n.clamp(min=1)  # (M, F)
-            var = (((x - mean.unsqueeze(1)) ** 2) * mask).sum(1) / n.clamp(min=1)
-            with torch.no_grad():
-                keep = (n > 1).to(x.dtype) * self.momentum  # a batch of one row leaves the statistics alone
-                unbiased = var * n / (n - 1).clamp(min=1)
-                self.running_mean.mul_(1 - keep).add_(keep * mean.detach())
-                self.running_var.mul_(1 - keep).add_(keep * unbiased.detach())
-                self.num_batches_tracked.add_((n[:, 0] > 1).to(self.num_batches_tracked.dtype))
-        else:
-            mean, var = self.running_mean, self.running_var
-        out = (x - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + self.eps)
-        return out if self.weight is None else out * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)
+        return masked_batch_norm(self, x, 1)  # x (M, B, F), row_mask (M, B)
 
 
 class StackedDropout(nn.Module):
@@ -136,8 +142,9 @@ class _MaskedBatchNorm(nn.Module):
 
     def __init__(self, source: nn.BatchNorm1d) -> None:
         super().__init__()
-        self.eps, self.momentum, self.affine = source.eps, source.momentum, source.affine
-        if self.affine:
+        self.eps, self.momentum = source.eps, source.momentum
+        self.weight = self.bias = None
+        if source.affine:
             self.weight, self.bias = nn.Parameter(source.weight.detach()), nn.Parameter(source.bias.detach())
         self.register_buffer("running_mean", source.running_mean.detach().clone())
         self.register_buffer("running_var", source.running_var.detach().clone())
@@ -145,22 +152,7 @@ class _MaskedBatchNorm(nn.Module):
         self.register_buffer("row_mask", torch.ones(1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (batch, features) of one model; row_mask: (batch,), 0 on padding rows
-        if self.training:
-            mask = self.row_mask.unsqueeze(-1)
-            n = mask.sum()
-            mean = (x * mask).sum(0) / n.clamp(min=1)
-            var = (((x - mean) ** 2) * mask).sum(0) / n.clamp(min=1)  # biased, as BatchNorm normalises
-            with torch.no_grad():
-                keep = (n > 1).to(x.dtype) * self.momentum  # a batch of one row leaves the statistics alone
-                unbiased = var * n / (n - 1).clamp(min=1)
-                self.running_mean.mul_(1 - keep).add_(keep * mean.detach())
-                self.running_var.mul_(1 - keep).add_(keep * unbiased.detach())
-                self.num_batches_tracked.add_((n > 1).to(self.num_batches_tracked.dtype))
-        else:
-            mean, var = self.running_mean, self.running_var
-        out = (x - mean) * torch.rsqrt(var + self.eps)
-        return out * self.weight + self.bias if self.affine else out
+        return masked_batch_norm(self, x, 0)  # x (B, F) and row_mask (B,) of one model, inside vmap
 
 
 def per_model_template(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]:
