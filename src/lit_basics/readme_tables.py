@@ -15,9 +15,6 @@ from lit_basics.models.hparams import NORMS
 from lit_basics.models.losses import LOSSES
 from lit_basics.models.optimizers import OPTIMIZERS
 
-START, END = "<!-- components:start -->", "<!-- components:end -->"
-
-
 
 def _path(name: str) -> str:
     return "yes, fast path (hand-written kernel)" if name in ACTIVATION_KERNELS else "yes, generic path"

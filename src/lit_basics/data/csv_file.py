@@ -273,11 +273,8 @@ class CSVDataModule(ArrayDataModule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Use the checkpoint's fitted preprocessing; its columns and classes must be this data's."""
-        saved = state.get("preprocessing")
-        if saved is None:
-            raise ConfigError("csv: the checkpoint holds no fitted CSV preprocessing (made for another data set?)")
         transformer, _ = self.check_saved_state(state)
-        self.transformer, self.preprocessing = transformer, {**saved, "restored": True}
+        self.transformer, self.preprocessing = transformer, {**state["preprocessing"], "restored": True}
         self.restore_target_scaler(state)
         if self.tensors:
             self.tensors = {}

@@ -15,7 +15,7 @@ from torch import nn
 
 from lit_basics.errors import ConfigError
 from lit_basics.models.activations import make_activation
-from lit_basics.models.hparams import NORMS, Architecture, check_hidden_sizes
+from lit_basics.models.hparams import NORMS, Architecture
 
 
 def _glorot(layer: nn.Linear, activation: str) -> None:
@@ -174,12 +174,6 @@ def build_network(arch: Architecture, input_dim: int, output_dim: int) -> nn.Mod
         return cls(input_dim=input_dim, output_dim=output_dim, **init_args)
     except TypeError as err:
         raise ConfigError(f"net {arch.net['class_path']} with init_args {init_args}: {err}") from None
-
-
-def validate_architecture(hidden_sizes: Sequence[int], dropout: float, leaky_relu_alpha: float) -> None:
-    """Raise ConfigError for a layer list, dropout rate or leaky slope that cannot build a network."""
-    check_hidden_sizes(hidden_sizes)
-    Architecture(hidden_sizes=list(hidden_sizes), dropout=dropout, leaky_relu_alpha=leaky_relu_alpha)
 
 
 _SINGLE_ROW_NOTED: set[int] = set()
