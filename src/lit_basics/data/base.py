@@ -43,6 +43,10 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
         batches_per_step: minibatches handed to one Lightning training step (each still gets its own
             optimizer step, so results do not change); 0 means a whole epoch. Larger values pay
             Lightning's per-step overhead less often, at the cost of a coarser progress bar.
+        folds, fold: k-fold cross-validation over the train + val rows (the test rows stay out): fold f's
+            training rows train, its held-out rows validate; fold -1 trains on all of them (a refit).
+        fold_features: with fold=-1, each row's features as each fold's preprocessing gives them, side by
+            side (k blocks): the input of an ensemble of fold models (`tune.py --ensemble`).
     """
 
     name: ClassVar[str] = "data"
@@ -63,6 +67,7 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
         shuffle_seed: int | None = None,
         folds: int = 0,
         fold: int = 0,
+        fold_features: bool = False,
     ) -> None:
         super().__init__()
         if batch_size <= 0 or eval_batch_size <= 0:
@@ -90,8 +95,12 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
             raise ConfigError(f"folds={folds} must be 0 (no cross-validation) or >= 2")
         if folds and not -1 <= fold < folds:
             raise ConfigError(f"fold={fold} must be in -1..{folds - 1} for folds={folds}")
-        self.folds, self.fold = folds, fold
+        if fold_features and not (folds and fold == -1):
+            raise ConfigError(f"fold_features=true needs folds >= 2 and fold=-1 (every fold's preprocessing of "
+                              f"the whole training portion); got folds={folds}, fold={fold}")
+        self.folds, self.fold, self.fold_features = folds, fold, fold_features
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.block_widths: list[int] = []  # the widths of the fold blocks (fold_features), set with the features
         self.classes: np.ndarray | None = None
         self.scaler: tuple[np.ndarray, np.ndarray] | None = None
         self.target_scaler: tuple[float, float] | None = None  # (mean, std) of the training targets
@@ -200,7 +209,8 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
 
     @property
     def num_features(self) -> int:
-        return int(self.arrays[0].shape[1])
+        """The model's input width: the features, or with fold_features one block of them per fold."""
+        return int(self.arrays[0].shape[1]) * (self.folds if self.fold_features else 1)
 
     @property
     def num_classes(self) -> int:
@@ -230,13 +240,35 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
             return np.asarray(x, dtype=np.float32)
         return ((x - self.scaler[0]) / self.scaler[1]).astype(np.float32)
 
+    def fit_split_features(self, train_rows: np.ndarray, x: Any = None) -> np.ndarray:
+        """fit_features on the training split's rows `train_rows` of `x`; with fold_features, each fold's
+        preprocessing (fitted on that fold's training rows only, as the k-fold search fitted it) side by side."""
+        parts = [train_rows[p] for p in self.fold_positions()] if self.fold_features else [train_rows]
+        blocks = [self.fit_features(rows, x) for rows in parts]
+        self.block_widths = [block.shape[1] for block in blocks]  # a fold ensemble's members read these blocks
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+
+    def fold_positions(self, part: int = 0) -> list[np.ndarray]:
+        """Positions within the training split (fold=-1: the whole training portion) of each fold's
+        training rows (part 0) or held-out rows (part 1)."""
+        y = self.arrays[1]
+        train = self.split_rows(y)["train"]
+        order = np.argsort(train, kind="stable")
+        positions = []
+        for rows in self.fold_indices(y):
+            found = order[np.searchsorted(train, rows[part], sorter=order)]
+            if not np.array_equal(train[found], rows[part]):
+                raise ConfigError(f"{self.name}: fold rows outside the training split (fold_features needs fold=-1)")
+            positions.append(found)
+        return positions
+
     def setup(self, stage: str | None = None) -> None:
         if self.tensors:
             return
         splits = self.load_splits()
         parts = [splits[split][0] for split in SPLITS]
         bounds = np.cumsum([0, *(len(part) for part in parts)])
-        features = self.fit_features(np.arange(bounds[1]), concat_rows(parts))
+        features = self.fit_split_features(np.arange(bounds[1]), concat_rows(parts))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if self.standardize and self.task == "regression":
             self.fit_target_scaler(splits["train"][1])
@@ -331,7 +363,8 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
         if type(self).load_splits is not ArrayDataModule.load_splits:
             return None
         return {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
-                "standardize": self.standardize, "folds": self.folds, "fold": self.fold if self.folds else 0}
+                "standardize": self.standardize, "folds": self.folds, "fold": self.fold if self.folds else 0,
+                **({"fold_features": True} if self.fold_features else {})}
 
 
 def _plain(value: Any) -> Any:

@@ -104,10 +104,11 @@ class CSVDataModule(ArrayDataModule):
         self.counts: dict[str, int] = {}
         self.prediction_rows: np.ndarray | None = None
         self.transformer: Any = None
+        self.fold_transformers: list[Any] = []  # with fold_features: each fold's fitted transformer, in order
         self.preprocessing: dict[str, Any] | None = None
         _, y = self.arrays  # read and validate now, before any run folder exists
         train = self.split_rows(y)["train"]
-        self.width = self.fit_features(train).shape[1]
+        self.width = self.fit_split_features(train).shape[1]
         for column, score in near_perfect_columns(self.arrays[0].iloc[train], y[train], task, self.seed):
             self.warnings.append(f"column {column!r} alone predicts the label {self.label_column!r} almost perfectly "
                                  f"on the training rows (held-out score {score:.3f}): check it is not derived from "
@@ -229,12 +230,19 @@ class CSVDataModule(ArrayDataModule):
                 warnings.simplefilter("ignore", UserWarning)
                 self.transformer.fit(take_rows(x, train_rows))
             self.preprocessing = export_state(self.transformer, self.plan, self.impute, self.standardize)
+        self.fold_transformers.append(self.transformer)
         return self.transform(x)
 
-    def transform(self, x: pd.DataFrame) -> np.ndarray:
+    def fit_split_features(self, train_rows: np.ndarray, x: Any = None) -> np.ndarray:
+        self.fold_transformers = []
+        return super().fit_split_features(train_rows, x)
+
+    def transform(self, x: pd.DataFrame, transformers: list[Any] | None = None) -> np.ndarray:
+        """Rows through the fitted transformer, or through each of `transformers`, side by side."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # unseen categories: counted in transform_new
-            return np.asarray(self.transformer.transform(x), dtype=np.float32)
+            blocks = [t.transform(x) for t in transformers or [self.transformer]]
+            return np.concatenate(blocks, axis=1, dtype=np.float32)
 
     @property
     def num_features(self) -> int:
@@ -274,7 +282,8 @@ class CSVDataModule(ArrayDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Use the checkpoint's fitted preprocessing; its columns and classes must be this data's."""
         transformer, _ = self.check_saved_state(state)
-        self.transformer, self.preprocessing = transformer, {**state["preprocessing"], "restored": True}
+        if not self.fold_features:  # fold blocks are refitted on the fold rows, which check_data_rows verifies
+            self.transformer, self.preprocessing = transformer, {**state["preprocessing"], "restored": True}
         self.restore_target_scaler(state)
         if self.tensors:
             self.tensors = {}
@@ -305,7 +314,7 @@ class CSVDataModule(ArrayDataModule):
             if len(unseen):
                 print(f"note: {len(unseen)} values of {column!r} in {self.predict_path} were not seen in training "
                       f"(e.g. {unseen.iloc[0]!r}); they are encoded as no known category")
-        return self.transform(x)
+        return self.transform(x, self.fold_transformers if self.fold_features else None)
 
     def predict_dataloader(self) -> TensorBatchLoader:
         if self.predict_table is None:

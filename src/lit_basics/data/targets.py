@@ -10,6 +10,12 @@ import numpy as np
 import torch
 
 
+def target_scaler_of(y_train: np.ndarray) -> tuple[float, float]:
+    """(mean, std) of training targets; std 1.0 for a constant target."""
+    y_train = np.asarray(y_train, dtype=np.float64)
+    return float(y_train.mean()), float(y_train.std()) or 1.0
+
+
 class TargetScaling:
     """Mixin of ArrayDataModule: `target_scaler` (mean, std) or None, `task`, and `target_restored`."""
 
@@ -20,8 +26,7 @@ class TargetScaling:
     def fit_target_scaler(self, y_train: np.ndarray) -> None:
         """Mean and std of the training targets, unless a checkpoint's were restored."""
         if not self.target_restored:
-            y_train = np.asarray(y_train, dtype=np.float64)
-            self.target_scaler = (float(y_train.mean()), float(y_train.std()) or 1.0)
+            self.target_scaler = target_scaler_of(y_train)
 
     def restore_target_scaler(self, state: dict[str, Any]) -> bool:
         """Take a checkpoint's scaler (its state_dict); True when there was one to take."""

@@ -102,6 +102,17 @@ def tune_main(argv: Sequence[str] | None = None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override for every fit, e.g. --set trainer.max_epochs=5")
     parser.add_argument("--no-refit", action="store_true", help="skip retraining the best configuration")
+    parser.add_argument("--ensemble", type=int, default=None, metavar="K",
+                        help="also average the fold models of the K best configurations into one model, scored "
+                             "out of fold and on the test rows: reports/<name>/ensemble.{yaml,ckpt} (default: the "
+                             "file's `ensemble`, else 0: none)")
+    parser.add_argument("--ensemble-selection", default=None,
+                        help="top (the K best, equal weights; default) or greedy (forward selection with "
+                             "replacement among them on out-of-fold predictions)")
+    parser.add_argument("--pack", type=int, default=None, metavar="N",
+                        help="instead of the k-fold search: draw N configurations from the space, train them at "
+                             "once on the train split (batched engine) and average the --ensemble K (default 8) "
+                             "with the lowest validation loss: reports/<name>_pack/")
     parser.add_argument("--engine", default="batched",
                         help="batched (folds x configurations trained as one program, default) or lightning "
                              "(one Lightning fit per fold)")
@@ -117,15 +128,36 @@ def tune_main(argv: Sequence[str] | None = None):
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary.md say it all
     storage = args.storage
     with _one_line_errors(lambda: storage):
-        spec = load_search(args.config, sampler=args.sampler, n_trials=args.n_trials, folds=args.folds,
-                           extra=_overrides(args.set))
+        if args.pack is not None:
+            _check_pack_flags(args)
+        pack = {"sampler": "random", "n_trials": args.pack} if args.pack is not None else {}
+        spec = load_search(args.config, **{"sampler": args.sampler, "n_trials": args.n_trials, **pack},
+                           folds=args.folds, extra=_overrides(args.set), ensemble=args.ensemble,
+                           ensemble_selection=args.ensemble_selection)
         spec.name = args.name or spec.name
+        if args.pack is not None:
+            from lit_basics.experiments.search.pack import run_pack
+
+            return _publish(run_pack(spec, args.pack, args.reports, args.logs) / "summary.md", spec.name, args.readme)
         storage = args.storage or f"{args.reports}/{spec.name}/study.db"
         with _interrupt_stops_search(spec.name, storage):
             out = run_search(spec, reports=args.reports, logs=args.logs, storage=args.storage, resume=args.resume,
                              refit=not args.no_refit, progress=not args.no_progress, engine=args.engine,
                              fold_logs=args.fold_logs)
     return _publish(out / "summary.md", spec.name, args.readme)
+
+
+def _check_pack_flags(args: argparse.Namespace) -> None:
+    """--pack N trains once, on the batched engine, without a study: flags of the k-fold search are refused."""
+    if args.pack < 1:
+        raise ConfigError(f"--pack {args.pack} must be >= 1 (configurations to train at once)")
+    search_only = {"--resume": args.resume, "--storage": args.storage, "--no-refit": args.no_refit,
+                   "--fold-logs": args.fold_logs, "--engine lightning": args.engine != "batched",
+                   "--sampler": args.sampler, "--n-trials": args.n_trials, "--folds": args.folds}
+    given = [flag for flag, value in search_only.items() if value]
+    if given:
+        raise ConfigError(f"--pack does not take {', '.join(given)} (a pack is drawn at random, trained once on "
+                          "the train split, on the batched engine, without a study)")
 
 
 @contextlib.contextmanager

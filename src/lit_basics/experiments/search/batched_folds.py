@@ -40,8 +40,10 @@ class BatchedFolds:
     """Fits configurations given as `train.py` arguments; the base config is parsed only once."""
 
     def __init__(self, base_args: list[str], folds: int, seed: int = 0, patience: int = 10,
-                 max_models: int = 256, merge_groups: bool | None = None, workers: int = 0, path: str = "auto") -> None:
+                 max_models: int = 256, merge_groups: bool | None = None, workers: int = 0, path: str = "auto",
+                 keep_states: bool = False) -> None:
         self.folds, self.seed, self.patience, self.max_models = folds, seed, patience, max_models
+        self.keep_states = keep_states  # FoldResult.state: each model at its best epoch (tune.py --ensemble)
         self.path = path  # the batched path: auto (fast where every layer has a kernel), fast or generic
         self.workers = workers  # processes for independent groups; 0: one per CPU core (1 on a GPU)
         self.merge_groups = torch.cuda.is_available() if merge_groups is None else merge_groups
@@ -56,7 +58,11 @@ class BatchedFolds:
         self.base = {**dict(model.hparams), "batch_size": datamodule.batch_size,
                      "max_epochs": cli.trainer.max_epochs}
         y = datamodule.arrays[1]
-        self.folds_rows = datamodule.fold_indices(y)
+        if folds:
+            self.folds_rows = datamodule.fold_indices(y)
+        else:  # folds=0: one split, the data module's own train and val rows (tune.py --pack)
+            rows = datamodule.split_rows(y)
+            self.folds_rows, self.folds = [(rows["train"], rows["val"])], 1
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         # Each fold's preprocessing is fitted on its own training rows, once. A CSV's one-hot width can differ
         # between folds (a category absent from one fold's training rows): its models start from weights
@@ -122,11 +128,12 @@ class BatchedFolds:
         ]
         started = time.perf_counter()
         out = fit_configurations(self.x, self.y, specs, [settings[c] for c, _ in members], self.num_classes,
-                                 Stopping(patience=self.patience), self.path)
+                                 Stopping(patience=self.patience, keep_best=self.keep_states), self.path)
         seconds = (time.perf_counter() - started) / len(members)
         return [FoldResult(fold=f, score=out.best_val_acc[i], val_loss=out.best_val_loss[i],
                            best_epoch=out.best_epoch[i], epochs=out.epochs[i], seconds=seconds,
-                           history=out.history[i], diverged=out.diverged[i])
+                           history=out.history[i], diverged=out.diverged[i],
+                           state=out.states[i] if self.keep_states else None)
                 for i, (_, f) in enumerate(members)]
 
     def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None], params: dict[str, Any] | None = None

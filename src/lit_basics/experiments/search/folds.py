@@ -30,6 +30,7 @@ class FoldResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch: train/loss, val/loss, val/acc
     diverged: bool = False  # its training loss became NaN or infinite (both engines stop the fold there)
+    state: dict[str, Any] | None = None  # the network's state_dict at the best epoch, when the runner keeps them
 
 
 class TrialDiverged(Exception):
@@ -69,8 +70,9 @@ def fold_args(folds: int, fold: int, seed: int, patience: int) -> list[str]:
 class LightningFolds:
     """One Lightning fit per fold; the config is parsed once per trial and re-instantiated per fold."""
 
-    def __init__(self, folds: int, seed: int = 0, patience: int = 10) -> None:
+    def __init__(self, folds: int, seed: int = 0, patience: int = 10, keep_states: bool = False) -> None:
         self.folds, self.seed, self.patience = folds, seed, patience
+        self.keep_states = keep_states  # FoldResult.state: the net at its best epoch (tune.py --ensemble)
 
     def fit_folds(self, args: list[str], on_fold: Callable[[FoldResult], None],
                   params: dict | None = None) -> list[FoldResult]:
@@ -84,6 +86,9 @@ class LightningFolds:
                 cli.config.data.init_args.shuffle_seed = seed
                 L.seed_everything(seed, verbose=False)
                 cli.instantiate_classes()  # after seeding: the fold's initial weights come from its seed
+                best = BestNetState()
+                if self.keep_states:
+                    cli.trainer.callbacks.append(best)
                 started = time.perf_counter()
                 try:
                     cli.trainer.fit(cli.model, cli.datamodule)
@@ -91,11 +96,26 @@ class LightningFolds:
                 except TrainingDiverged:
                     diverged = True
                 result = fold_result(fold, cli.model, time.perf_counter() - started, diverged)
+                result.state = best.state
                 results.append(result)
                 on_fold(result)
                 if diverged:
                     break
         return results
+
+
+class BestNetState(L.Callback):
+    """Keeps a copy of the net at its lowest validation loss (the epoch a fold's score is read at)."""
+
+    def __init__(self) -> None:
+        self.loss, self.state = float("inf"), None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: LitFNN) -> None:
+        loss = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or loss is None or not float(loss) < self.loss:
+            return
+        self.loss = float(loss)
+        self.state = {k: v.detach().cpu().clone() for k, v in pl_module.net.state_dict().items()}
 
 
 def fold_result(fold: int, model: LitFNN, seconds: float, diverged: bool = False) -> FoldResult:

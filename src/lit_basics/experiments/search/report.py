@@ -75,7 +75,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _table(frame: pd.DataFrame) -> list[str]:
+def markdown_table(frame: pd.DataFrame) -> list[str]:
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     for _, row in frame.iterrows():
         lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
@@ -125,6 +125,27 @@ def spread_note(trials: pd.DataFrame) -> list[str]:
             f"({best:.4f}); their order among themselves is within the folds' noise.", ""]
 
 
+def ensemble_section(spec: SearchSpec, study: optuna.Study, refit: dict[str, Any] | None, ensemble: Any) -> list[str]:
+    """The single best configuration and the ensemble side by side: CV estimate and test metrics."""
+    best = best_trial(study)
+    keys = sorted(k for k in {*ensemble.test_metrics, *(refit or {})} if k.startswith("test/"))
+    rows = [{"model": f"best configuration (trial {best.number}), refit", "CV estimate": best.value,
+             **{k: (refit or {}).get(k, math.nan) for k in keys}},
+            {"model": f"ensemble: {len(ensemble.trials)} configurations x {spec.folds} folds = {ensemble.members} "
+                      "networks", "CV estimate": ensemble.cv_score, **{k: ensemble.test_metrics.get(k, math.nan)
+                                                                      for k in keys}}]
+    weights = ", ".join(f"trial {t} x{w:g}" for t, w in zip(ensemble.trials, ensemble.weights, strict=True))
+    selection = ("greedy forward selection with replacement on the out-of-fold predictions (its CV estimate is "
+                 "optimistic: the weights were chosen on it)" if spec.ensemble_selection == "greedy"
+                 else "the best configurations, equal weights")
+    return ["## Ensemble", "",
+            f"The fold models the search trained, each at its best epoch, averaged ({selection}: {weights}). "
+            "Its CV estimate is out of fold: each training row predicted by the fold models that held it out. "
+            "Test it with `python scripts/train.py test --config "
+            f"reports/{spec.name}/ensemble.yaml --ckpt_path reports/{spec.name}/ensemble.ckpt`.", "",
+            *markdown_table(pd.DataFrame(rows)), ""]
+
+
 def summary_markdown(
     spec: SearchSpec,
     study: optuna.Study,
@@ -132,6 +153,7 @@ def summary_markdown(
     test_metrics: dict[str, Any] | None,
     figures: list[Path],
     footer: str = "",
+    ensemble: Any = None,
 ) -> str:
     states = trials["state"].value_counts().to_dict()
     lines = [f"# {spec.name}", ""]
@@ -149,7 +171,7 @@ def summary_markdown(
     params = [short(d.name) for d in spec.space]
     top = trials[trials["state"] == "complete"].sort_values("rank").head(10)
     top = top[["trial", *params, "mean", "std", "val_loss", "fit_seconds"]]
-    lines += _table(top) + [""] + spread_note(trials)
+    lines += markdown_table(top) + [""] + spread_note(trials)
     if test_metrics is not None:
         best = best_trial(study)
         shown = ", ".join(f"{k} = {v:.4f}" for k, v in test_metrics.items() if k.startswith("test/"))
@@ -163,6 +185,8 @@ def summary_markdown(
             f"{spec.name}/best.yaml`.",
             "",
         ]
+    if ensemble is not None:
+        lines += ensemble_section(spec, study, test_metrics, ensemble)
     lines += ["## How the score moves with each hyperparameter", "",
               "Mean ± std of the CV score over completed trials that share a value (marginal over the others).", ""]
     for name, table in marginals(trials, spec).items():
@@ -191,7 +215,7 @@ def summary_markdown(
                   f"Best architecture: {int(depth)} hidden layers of {int(width)} units, the best trial's "
                   f"(CV score {best['mean']:.4f}). Best score per cell (the statistic of depth_width.png too):", ""]
         table = grid.reset_index().rename(columns=lambda c: f"width {c}" if c != "depth" else c)
-        lines += _table(table) + [""]
+        lines += markdown_table(table) + [""]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
     if footer:
         lines += ["", footer]

@@ -11,7 +11,9 @@ from lit_basics.errors import ConfigError, check_choice
 from lit_basics.experiments.config_file import override_args, read_config_file, resolve_base
 
 SAMPLERS = ("grid", "random", "tpe")
-SEARCH_KEYS = {"name", "description", "base", "folds", "seed", "sampler", "n_trials", "patience", "common", "space"}
+SEARCH_KEYS = {"name", "description", "base", "folds", "seed", "sampler", "n_trials", "patience", "common", "space",
+               "ensemble", "ensemble_selection"}
+ENSEMBLE_SELECTIONS = ("top", "greedy")
 # `depth` and `width` together set model.hidden_sizes = [width] * depth: a search over architectures.
 ARCHITECTURE = ("depth", "width")
 
@@ -47,6 +49,8 @@ class SearchSpec:
     patience: int = 10
     common: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    ensemble: int = 0  # > 0: also average the fold models of the `ensemble` best configurations (ensemble.ckpt)
+    ensemble_selection: str = "top"  # top: equal weights; greedy: forward selection on out-of-fold predictions
 
     def grid(self) -> dict[str, list[Any]]:
         missing = [d.name for d in self.space if d.choices is None]
@@ -93,7 +97,8 @@ def _dimension(name: str, raw: Any) -> Dimension:
 
 
 def load_search(path: str | Path, sampler: str | None = None, n_trials: int | None = None,
-                folds: int | None = None, extra: dict[str, Any] | None = None) -> SearchSpec:
+                folds: int | None = None, extra: dict[str, Any] | None = None, ensemble: int | None = None,
+                ensemble_selection: str | None = None) -> SearchSpec:
     """Read and check a search file; command-line values override the file's."""
     path = Path(path)
     raw = read_config_file(path, "search config", SEARCH_KEYS, ("name", "base", "space"))
@@ -111,8 +116,14 @@ def load_search(path: str | Path, sampler: str | None = None, n_trials: int | No
         patience=int(raw.get("patience", 10)),
         common={**(raw.get("common") or {}), **(extra or {})},
         description=str(raw.get("description", "")),
+        ensemble=ensemble if ensemble is not None else raw.get("ensemble", 0),
+        ensemble_selection=str(ensemble_selection or raw.get("ensemble_selection", "top")),
     )
     check_choice("sampler", spec.sampler, SAMPLERS)
+    check_choice("ensemble_selection", spec.ensemble_selection, ENSEMBLE_SELECTIONS)
+    if isinstance(spec.ensemble, bool) or not isinstance(spec.ensemble, int) or spec.ensemble < 0:
+        raise ConfigError(f"ensemble={spec.ensemble!r} must be an integer >= 0 (0: no ensemble; K: the K best "
+                          "configurations' fold models)")
     if spec.folds < 2:
         raise ConfigError(f"folds={spec.folds} must be >= 2")
     if spec.n_trials is not None and spec.n_trials < 1:
@@ -121,6 +132,10 @@ def load_search(path: str | Path, sampler: str | None = None, n_trials: int | No
         spec.grid()
     elif spec.n_trials is None:
         raise ConfigError(f"sampler {spec.sampler!r} needs n_trials (in the file or --n-trials)")
+    configurations = grid_size(spec) if spec.sampler == "grid" else int(spec.n_trials)
+    if spec.ensemble > configurations:
+        raise ConfigError(f"ensemble={spec.ensemble} is more than the {configurations} configurations this search "
+                          f"trains; use ensemble <= {configurations}")
     return spec
 
 

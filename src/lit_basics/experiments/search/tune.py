@@ -17,6 +17,7 @@ from lit_basics.experiments.runs import check_args, fit
 from lit_basics.experiments.search import plots as search_plots
 from lit_basics.experiments.search import report as search_report
 from lit_basics.experiments.search.batched_folds import BatchedFolds
+from lit_basics.experiments.search.ensemble import ENSEMBLE_FILES, FoldModels, build_ensemble
 from lit_basics.experiments.search.folds import (
     FoldResult,
     FoldRunner,
@@ -58,7 +59,8 @@ def validate_search(spec: SearchSpec) -> dict[str, Any] | None:
     return datamodule.identity() if hasattr(datamodule, "identity") else None
 
 
-def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None = None):
+def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None = None,
+                  kept: FoldModels | None = None):
     prune = spec.sampler != "grid"
 
     def objective(trial: optuna.Trial) -> float:
@@ -68,9 +70,11 @@ def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None =
         trial.set_user_attr("worker", WORKER)
         params = {dim.name: dim.suggest(trial) for dim in spec.space}
         scores: list[float] = []
+        results: list[FoldResult] = []
 
         def on_fold(result: FoldResult) -> None:
             scores.append(result.score)
+            results.append(result)
             if fold_logs:
                 write_fold_runs(fold_logs, trial.number, params, [result])
             record_fold(trial, result)
@@ -86,6 +90,8 @@ def objective_for(spec: SearchSpec, runner: FoldRunner, fold_logs: Path | None =
             runner.fit_folds(spec.run_args(params), on_fold, params)
         finally:
             record_totals(trial, scores, time.perf_counter() - started)
+        if kept is not None:
+            kept.offer(trial.number, statistics.fmean(scores), results)
         return statistics.fmean(scores)
 
     return objective
@@ -128,7 +134,7 @@ def target_trials(spec: SearchSpec) -> int:
 
 
 def run_grid_batched(study: optuna.Study, spec: SearchSpec, runner: BatchedFolds, show, max_configs: int = 64,
-                     fold_logs: Path | None = None) -> None:
+                     fold_logs: Path | None = None, kept: FoldModels | None = None) -> None:
     """Take queued grid configurations in rounds and train each round's folds x configurations at once."""
     while True:
         claimed = []
@@ -153,6 +159,8 @@ def run_grid_batched(study: optuna.Study, spec: SearchSpec, runner: BatchedFolds
                 study.tell(trial, state=TrialState.FAIL)  # as a Lightning fold that diverged
             else:
                 study.tell(trial, statistics.fmean(scores))
+                if kept is not None:
+                    kept.offer(trial.number, statistics.fmean(scores), results)
             show(study, None)
 
 
@@ -179,9 +187,13 @@ def run_search(
     engine: str = "batched",
     fold_logs: bool = False,
 ) -> Path:
-    """Run (or continue) the search, then write trials.csv, summary.md, figures, best.yaml."""
+    """Run (or continue) the search, then write trials.csv, summary.md, figures, best.yaml (and with
+    `spec.ensemble`, ensemble.yaml and ensemble.ckpt)."""
     data = validate_search(spec)
     runner = runner or make_runner(spec, engine)  # its errors come before anything is written
+    kept = FoldModels(spec.ensemble, spec.folds) if spec.ensemble else None
+    if kept is not None:
+        runner.keep_states = True  # the fold models the ensemble averages, at their best epochs
     started = time.perf_counter()
     check_writable_dir(reports, "reports folder")
     check_writable_dir(logs, "logs folder")
@@ -205,25 +217,27 @@ def run_search(
                                 completed=count_done(study))
             show = lambda s, t: bar.update(task, completed=count_done(s))  # noqa: E731
             if spec.sampler == "grid" and isinstance(runner, BatchedFolds):
-                run_grid_batched(study, spec, runner, show, fold_logs=fold_log_dir)
+                run_grid_batched(study, spec, runner, show, fold_logs=fold_log_dir, kept=kept)
             else:
-                optimize_until_done(study, objective_for(spec, runner, fold_log_dir), total, [show],
+                optimize_until_done(study, objective_for(spec, runner, fold_log_dir, kept), total, [show],
                                     grid=spec.sampler == "grid")
     except BaseException:
         fail_own_running_trials(study)
         raise
     test_metrics = refit_best(spec, study, out, logs) if refit else None
+    ensemble = (build_ensemble(spec, study, runner, kept, out, logs, spec.ensemble, spec.ensemble_selection)
+                if kept is not None else None)
     trials = search_report.trials_table(study, spec)
     atomic_write_text(out / "trials.csv", trials.to_csv(index=False))
     figures = search_plots.search_figures(spec, trials, study, out)
     footer = (f"{count_done(study)} trials x {spec.folds} folds (+ refit) in {time.perf_counter() - started:.0f} s "
               f"on {machine_description()}.")
     atomic_write_text(out / "summary.md",
-                      search_report.summary_markdown(spec, study, trials, test_metrics, figures, footer))
+                      search_report.summary_markdown(spec, study, trials, test_metrics, figures, footer, ensemble))
     return out
 
 
-REPORT_FILES = ("trials.csv", "summary.md", "best.yaml", "best.ckpt")
+REPORT_FILES = ("trials.csv", "summary.md", "best.yaml", "best.ckpt", *ENSEMBLE_FILES)
 
 
 def remove_reports(out: Path) -> None:
