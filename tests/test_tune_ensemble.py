@@ -12,6 +12,7 @@ from lit_basics.experiments.commands import tune_main
 from lit_basics.experiments.runs import check_args
 from lit_basics.experiments.search.batched_folds import BatchedFolds
 from lit_basics.experiments.search.ensemble import greedy_weights, out_of_fold_outputs, score
+from lit_basics.experiments.search.folds import LightningFolds
 from lit_basics.experiments.search.pack import sample_configurations
 from lit_basics.experiments.search.space import load_search
 from lit_basics.models.ensemble import Ensemble, combine
@@ -176,3 +177,34 @@ def test_a_pack_keeps_the_lowest_validation_losses_and_its_checkpoint_tests_as_r
     tested = run_cli("test", "--config", str(out / "ensemble.yaml"), "--ckpt_path", str(out / "ensemble.ckpt"))
     row = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| ensemble of"))
     assert f"{tested['test/acc']:.4g}" in row and f"{tested['test/loss']:.4g}" in row
+
+
+def test_a_regression_ensemble_predicts_the_mean_of_its_fold_models_in_the_targets_units(workdir):
+    """Each fold model standardised its target with its own fold's statistics: the checkpoint maps them back."""
+    search = _search(workdir, config("diabetes"), "  width: [8]\n  model.lr: [0.01, 0.03]\n", epochs=4, folds=2)
+    out = tune_main(["--config", str(search), "--no-progress", "--no-refit", "--ensemble", "2",
+                     "--engine", "lightning"])
+    spec = load_search(search)
+    runner = LightningFolds(spec.folds, spec.seed, spec.patience, keep_states=True)
+    expected = []
+    for lr in (0.01, 0.03):
+        params = {"width": 8, "model.lr": lr}
+        for fold, result in enumerate(runner.fit_folds(spec.run_args(params), lambda r: None, params)):
+            cli = check_args("member", [*spec.run_args(params), "--data.init_args.folds=2",
+                                        f"--data.init_args.fold={fold}", "--data.init_args.seed=42"])
+            cli.datamodule.setup()
+            net = cli.model.net.eval()
+            net.load_state_dict(result.state)
+            with torch.no_grad():
+                expected.append(cli.datamodule.target_to_units(net(cli.datamodule.tensors["test"][0]).squeeze(-1)))
+    run_cli("predict", "--config", str(out / "ensemble.yaml"), "--ckpt_path", str(out / "ensemble.ckpt"))
+    (written,) = Path("logs/ens_ensemble").glob("version_*/predictions.csv")
+    np.testing.assert_allclose(pd.read_csv(written)["prediction"], torch.stack(expected).mean(0).numpy(), rtol=1e-4)
+
+
+def test_a_resumed_search_trains_its_top_configurations_again_into_the_same_ensemble(workdir):
+    search = _search(workdir, config("iris"), "  width: [4, 8, 16]\n  model.lr: [0.03]\n")
+    first = tune_main(["--config", str(search), "--no-progress", "--no-refit", "--ensemble", "2"])
+    row = next(line for line in (first / "summary.md").read_text().splitlines() if line.startswith("| ensemble"))
+    again = tune_main(["--config", str(search), "--no-progress", "--no-refit", "--ensemble", "2", "--resume"])
+    assert row in (again / "summary.md").read_text()  # nothing kept in memory: the same networks, retrained
