@@ -33,11 +33,13 @@ class PredictionCSVWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
+        path = Path(self.output_path or Path(trainer.log_dir or ".") / "predictions.csv")  # log_dir: a collective
+        if not trainer.is_global_zero:  # every rank predicts every row (unsharded); one writes them
+            return
         datamodule = trainer.datamodule
         table = predictions_table(predictions, getattr(datamodule, "classes", None),
                                   getattr(datamodule, "prediction_rows", None),
                                   getattr(datamodule, "target_to_units", None))
-        path = Path(self.output_path or Path(trainer.log_dir or ".") / "predictions.csv")
         atomic_write_text(path, table.to_csv(index=False))  # never a half-written CSV under the final name
         self.written = path
         print(f"predictions: {len(table)} rows -> {path}")

@@ -161,9 +161,14 @@ class LitFNN(ChunkedSteps, L.LightningModule):
         return out
 
     def _epoch_means(self, stage: str) -> dict[str, torch.Tensor]:
+        """The epoch's mean loss. Validation and test add (loss * rows, rows) over the DDP ranks before dividing:
+        their shards are unpadded and may differ by a row, so a mean of the ranks' means would be off (training
+        shards are padded to equal sizes, where the synced mean of means is the same)."""
         sums = self._sums.pop(stage, None)
         if sums is None:
             return {}
+        if stage != "train" and self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         loss_sum, count = sums
         return {f"{stage}/loss": loss_sum / count}
 
@@ -173,6 +178,10 @@ class LitFNN(ChunkedSteps, L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._sums.pop("val", None)
+        self.share_rank_zero_buffers()
+
+    def on_test_epoch_start(self) -> None:
+        self.share_rank_zero_buffers()
 
     def on_train_epoch_end(self) -> None:
         record = self._train_record
