@@ -1,6 +1,7 @@
 """The CLI as a user runs it: every shipped config, fit/test/predict, TensorBoard files, bad input."""
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -110,11 +111,19 @@ def test_predict_writes_a_csv_with_labels_and_probabilities(iris_run, workdir):
     assert table[["p_0", "p_1", "p_2"]].sum(axis=1).round(5).eq(1).all()
 
 
-def test_predict_default_writes_into_the_run_folder(iris_run, workdir):
-    path = str(iris_run["root"] / iris_run["best_model_path"])
-    run_cli("predict", "--config", config("iris"), "--ckpt_path", path)
-    written = list(Path("logs/iris").glob("version_*/predictions.csv"))
-    assert len(written) == 1
+def test_validate_and_predict_add_no_tensorboard_run_and_predict_writes_into_the_checkpoints_run(iris_run, workdir):
+    shutil.copytree(iris_run["root"] / "logs", workdir / "logs")
+    run = workdir / iris_run["log_dir"]
+    (run / "predictions.csv").unlink(missing_ok=True)  # another test's predict of the shared run may have left one
+    before = {p: p.read_bytes() for p in (workdir / "logs").rglob("*") if p.is_file()}
+    metrics = run_cli("validate", "--config", config("iris"), "--ckpt_path", "last")  # resolves to the run's folder
+    assert 0 < metrics["val/loss"] < 1
+    run_cli("predict", "--config", config("iris"), "--ckpt_path", str(run / "checkpoints/best.ckpt"))
+    after = {p: p.read_bytes() for p in (workdir / "logs").rglob("*") if p.is_file()}
+    assert set(after) - set(before) == {run / "predictions.csv"}  # no version_N, no event file, no config.yaml
+    assert all(after[p] == content for p, content in before.items())  # the run's own files untouched
+    assert len(pd.read_csv(run / "predictions.csv")) == 45
+    assert not Path("config.yaml").exists() and not Path("lightning_logs").exists()
 
 
 def test_several_configs_compose_and_dotted_overrides_win(workdir, tmp_path):
