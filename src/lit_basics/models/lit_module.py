@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_basics.engine.chunked_steps import ChunkedSteps, extreme_input
 from lit_basics.errors import TrainingDiverged, check_choice
+from lit_basics.hparams_tab import write_session
 from lit_basics.models import hparams
 from lit_basics.models.fnn import build_network, weight_matrices
 from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
@@ -256,14 +257,17 @@ class LitFNN(ChunkedSteps, L.LightningModule):
             logger.log_metrics(dict(self.best), step=self.global_step)
 
     def on_fit_start(self) -> None:
-        """Record hyperparameters with placeholder metrics so TensorBoard's HPARAMS tab lists the run."""
+        """Record hyperparameters (model and data) with placeholder metrics so TensorBoard's HPARAMS tab lists the
+        run, as a session only (lit_basics.hparams_tab: then every run's data options get their columns)."""
         self._fit_started = time.perf_counter()
         hparams = dict(self.hparams)
         if self.trainer.datamodule is not None:
             hparams.update({f"data/{k}": v for k, v in dict(self.trainer.datamodule.hparams).items()})
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(hparams, dict(self.best))
+                logger.log_hyperparams(hparams, {})  # hparams.yaml; with no metrics it writes no summary
+                if self.trainer.is_global_zero:
+                    write_session(logger.experiment, hparams, self.best)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep what a resumed fit needs to continue exactly: best values, history, the RNG (dropout)."""
