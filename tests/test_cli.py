@@ -1,6 +1,7 @@
 """The CLI as a user runs it: every shipped config, fit/test/predict, TensorBoard files, bad input."""
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -71,9 +72,45 @@ def test_run_folder_has_tensorboard_curves_and_hparams(iris_run):
         with contextlib.suppress(KeyError):  # an event file without an hparams summary
             plugins |= set(acc.PluginTagToContent("hparams"))
     assert {"train/loss", "val/loss", "val/acc", "val/f1", "test/acc"} <= tags
-    assert "_hparams_/experiment" in plugins
+    assert "_hparams_/session_start_info" in plugins and "_hparams_/experiment" not in plugins  # hparams_tab.py
     hparams = (run / "hparams.yaml").read_text()
     assert "hidden_sizes" in hparams and "batch_size" in hparams
+
+
+def _hparams_tab(logs: Path, runs_in_order: list[str]) -> tuple[dict[str, set[str]], set[str], set[str]]:
+    """What TensorBoard's HPARAMS tab shows for these runs of `logs`, found in this order: each run's hparams
+    summaries, the hparams columns and the metric columns, from the hparams plugin's own code (the experiment
+    it serves the table from)."""
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.context import RequestContext
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    runs = plugin_event_multiplexer.EventMultiplexer()
+    for run in runs_in_order:
+        runs.AddRun(str(logs / run), name=run)
+    runs.Reload()
+    provider = data_provider.MultiplexerDataProvider(runs, str(logs))
+    context = backend_context.Context(base_plugin.TBContext(data_provider=provider, multiplexer=runs, logdir=str(logs)))
+    request = RequestContext()
+    content = context.hparams_metadata(request, "")
+    experiment = context.experiment_from_metadata(request, "", True, content,
+                                                  context.hparams_from_data_provider(request, "", None))
+    return ({run: set(tags) for run, tags in content.items()}, {h.name for h in experiment.hparam_infos},
+            {m.name.tag for m in experiment.metric_infos})
+
+
+def test_hparams_tab_shows_the_data_options_of_every_run(iris_run, workdir):
+    shutil.copytree(iris_run["root"] / "logs", workdir / "logs")  # an embedded data set's run ...
+    table = workdir / "prices.csv"  # ... and a CSV's, in one logs/
+    table.write_text("size,kind,label\n" + "\n".join(f"{i % 7},{'ab'[i % 2]},{i % 3 % 2}" for i in range(40)))
+    run_cli("fit", "--config", config("csv"), "--data.path", str(table), "--data.label_column", "label",
+            "--trainer.max_epochs=1")
+    for order in (["iris/version_0", "prices_label/version_0"], ["prices_label/version_0", "iris/version_0"]):
+        summaries, columns, metrics = _hparams_tab(workdir / "logs", order)  # the plugin used the first run's
+        assert all("_hparams_/experiment" not in tags for tags in summaries.values())  # experiment summary
+        assert {"data/path", "data/label_column", "data/test_fraction", "lr", "hidden_sizes"} <= columns
+        assert {"hp/best_val_loss", "hp/best_val_acc", "test/acc"} <= metrics
 
 
 def test_checkpoint_reloads_to_identical_predictions(iris_run):
@@ -110,11 +147,19 @@ def test_predict_writes_a_csv_with_labels_and_probabilities(iris_run, workdir):
     assert table[["p_0", "p_1", "p_2"]].sum(axis=1).round(5).eq(1).all()
 
 
-def test_predict_default_writes_into_the_run_folder(iris_run, workdir):
-    path = str(iris_run["root"] / iris_run["best_model_path"])
-    run_cli("predict", "--config", config("iris"), "--ckpt_path", path)
-    written = list(Path("logs/iris").glob("version_*/predictions.csv"))
-    assert len(written) == 1
+def test_validate_and_predict_add_no_tensorboard_run_and_predict_writes_into_the_checkpoints_run(iris_run, workdir):
+    shutil.copytree(iris_run["root"] / "logs", workdir / "logs")
+    run = workdir / iris_run["log_dir"]
+    (run / "predictions.csv").unlink(missing_ok=True)  # another test's predict of the shared run may have left one
+    before = {p: p.read_bytes() for p in (workdir / "logs").rglob("*") if p.is_file()}
+    metrics = run_cli("validate", "--config", config("iris"), "--ckpt_path", "last")  # resolves to the run's folder
+    assert 0 < metrics["val/loss"] < 1
+    run_cli("predict", "--config", config("iris"), "--ckpt_path", str(run / "checkpoints/best.ckpt"))
+    after = {p: p.read_bytes() for p in (workdir / "logs").rglob("*") if p.is_file()}
+    assert set(after) - set(before) == {run / "predictions.csv"}  # no version_N, no event file, no config.yaml
+    assert all(after[p] == content for p, content in before.items())  # the run's own files untouched
+    assert len(pd.read_csv(run / "predictions.csv")) == 45
+    assert not Path("config.yaml").exists() and not Path("lightning_logs").exists()
 
 
 def test_several_configs_compose_and_dotted_overrides_win(workdir, tmp_path):

@@ -1,6 +1,7 @@
 """DataModules: splits, scaling, batching, the CSV and MNIST loaders and their errors."""
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,26 @@ def test_ranks_split_one_permutation_with_equal_lengths():
     seen = [torch.cat([b[0] for b in s]).tolist() for s in shards]
     assert len(seen[0]) == len(seen[1]) == 6
     assert set(seen[0]) | set(seen[1]) == set(range(11))
+
+
+def test_evaluation_shards_count_every_row_once():
+    data = (torch.arange(31),)  # 31 rows: no number of ranks divides them
+    for world in (2, 3):
+        shards = [torch.cat([b[0] for b in TensorBatchLoader(data, 4, rank=r, world_size=world, pad_shards=False)])
+                  for r in range(world)]
+        assert sorted(torch.cat(shards).tolist()) == list(range(31))  # no row repeated, none left out
+        assert {len(s) for s in shards} == {31 // world, 31 // world + 1}
+
+
+def test_the_datamodule_pads_training_shards_only_and_refuses_fewer_evaluation_rows_than_ranks():
+    dm = IrisDataModule(seed=0)
+    dm.setup()
+    dm.trainer = SimpleNamespace(global_rank=1, world_size=4)
+    assert dm.train_dataloader().pad_shards and not dm.val_dataloader().pad_shards
+    assert sum(len(b[1]) for b in dm.test_dataloader()) == len(dm.tensors["test"][1][1::4])
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=31)
+    with pytest.raises(ConfigError, match="the val split has 30 rows, fewer than the 31 processes"):
+        dm.val_dataloader()
 
 
 def test_bad_split_settings_are_rejected():

@@ -391,6 +391,28 @@ def test_two_workers_share_one_study_without_running_a_trial_twice(workdir):
     assert complete["user_attrs_worker"].nunique() == 2  # and both processes took part
 
 
+def _ddp(workdir: Path, devices: int, *args: str) -> None:
+    """`train.py ARGS` on `devices` CPU processes (gloo), as a user starts it."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/train.py"), *args, "--trainer.strategy=ddp", "--trainer.accelerator=cpu",
+         f"--trainer.devices={devices}", *QUIET],
+        cwd=workdir, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _logged(run: Path, prefix: str) -> dict[str, float]:
+    """The last value of each `prefix` scalar in a run folder's event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = {}
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        values |= {tag: acc.Scalars(tag)[-1].value for tag in acc.Tags()["scalars"] if tag.startswith(prefix)}
+    return values
+
+
 def test_ddp_on_two_cpu_processes_finishes_and_logs_once(workdir):
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts/train.py"), "fit", "--config", config("iris"), "--trainer.strategy=ddp",
@@ -403,6 +425,31 @@ def test_ddp_on_two_cpu_processes_finishes_and_logs_once(workdir):
     assert len(list(runs[0].glob("events.out.tfevents.*"))) == 2  # one for fit, one for the test
     assert result.stdout.count("test/acc") == 1  # the metrics table is printed once
     assert (runs[0] / "checkpoints/best.ckpt").is_file()
+    on_two = _logged(runs[0], "test/")  # 45 test rows: the ranks score 23 and 22, no row twice
+    alone = run_cli("test", "--config", config("iris"), "--ckpt_path", str(runs[0] / "checkpoints/best.ckpt"))
+    assert set(on_two) == {"test/loss", "test/acc", "test/f1"}
+    assert all(value == pytest.approx(alone[key], rel=1e-5) for key, value in on_two.items()), (on_two, alone)
+
+
+def test_distributed_evaluation_equals_one_process_on_rows_no_rank_count_divides(workdir):
+    # 155 moons: 93 train, 31 val and 31 test rows; eval batches of 5 give the ranks unequal batch counts too,
+    # and BatchNorm's running statistics differ by rank unless rank 0's are shared before evaluating
+    data = ["--config", config("moons"), "--data.n_samples=155", "--data.noise=0.4", "--data.eval_batch_size=5",
+            "--model.norm=batch"]
+    _ddp(workdir, 3, "fit", *data, "--trainer.max_epochs=2")
+    run = workdir / "logs/moons/version_0"
+    on_three = _logged(run, "val/") | _logged(run, "test/")
+    alone = run_cli("validate", *data, "--ckpt_path", str(run / "checkpoints/last.ckpt"))
+    alone |= run_cli("test", *data, "--ckpt_path", str(run / "checkpoints/best.ckpt"))
+    assert set(on_three) == {"val/loss", "val/acc", "val/f1", "test/loss", "test/acc", "test/f1"}
+    for key, value in on_three.items():
+        assert value == pytest.approx(alone[key], rel=1e-5), key
+    best = str(run / "checkpoints/best.ckpt")
+    _ddp(workdir, 2, "predict", *data, "--ckpt_path", best)
+    on_two = (run / "predictions.csv").read_text()
+    run_cli("predict", *data, "--ckpt_path", best)
+    assert (run / "predictions.csv").read_text() == on_two  # each row once, in order, as one process writes them
+    assert pd.read_csv(run / "predictions.csv")["row"].tolist() == list(range(31))
 
 
 def _postgres_binary(name: str) -> str | None:

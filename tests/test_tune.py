@@ -216,7 +216,8 @@ def test_both_engines_run_the_same_search_outputs(workdir, engine):
         assert max(e.value for e in curves.Scalars("val/acc")) == pytest.approx(trial[f"fold_{run.name[-1]}"])
         hparams = EventAccumulator(str(run), size_guidance={"tensors": 0})
         hparams.Reload()
-        assert "_hparams_/experiment" in hparams.PluginTagToContent("hparams")
+        assert "_hparams_/session_start_info" in hparams.PluginTagToContent("hparams")  # a session, no experiment
+        assert "_hparams_/experiment" not in hparams.PluginTagToContent("hparams")
 
 
 def test_batched_and_lightning_engines_pick_the_same_best_configuration(workdir):

@@ -22,7 +22,8 @@ class PredictionCSVWriter(BasePredictionWriter):
     """Write `predict` outputs as one CSV: row, target, prediction and one probability column per class.
 
     Args:
-        output_path: the CSV file; `<log_dir>/predictions.csv` when omitted.
+        output_path: the CSV file; when omitted `predictions.csv` in the run folder of the checkpoint predicted
+            with (`RUN` of `RUN/checkpoints/x.ckpt`, else the checkpoint's folder), or in the logger's folder.
     """
 
     def __init__(self, output_path: str | None = None) -> None:
@@ -33,14 +34,25 @@ class PredictionCSVWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
+        path = Path(self.output_path or self.default_folder(trainer) / "predictions.csv")
+        if not trainer.is_global_zero:  # every rank predicts every row (unsharded); one writes them
+            return
         datamodule = trainer.datamodule
         table = predictions_table(predictions, getattr(datamodule, "classes", None),
                                   getattr(datamodule, "prediction_rows", None),
                                   getattr(datamodule, "target_to_units", None))
-        path = Path(self.output_path or Path(trainer.log_dir or ".") / "predictions.csv")
         atomic_write_text(path, table.to_csv(index=False))  # never a half-written CSV under the final name
         self.written = path
         print(f"predictions: {len(table)} rows -> {path}")
+
+
+    @staticmethod
+    def default_folder(trainer: L.Trainer) -> Path:
+        """The checkpoint's run folder, else the logger's (reading trainer.log_dir is a collective: on every rank)."""
+        if trainer.ckpt_path:
+            folder = Path(trainer.ckpt_path).parent
+            return folder.parent if folder.name == "checkpoints" else folder
+        return Path(trainer.log_dir or ".")
 
 
 def predictions_table(batches: list[dict[str, torch.Tensor]], classes: np.ndarray | None,

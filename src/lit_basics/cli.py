@@ -65,6 +65,7 @@ for _handler in logging.getLogger("lightning.pytorch").handlers:
 
 
 LINKED_FROM_DATA = ("input_dim", "num_classes", "task")  # set from the DataModule at instantiation
+UNLOGGED = ("validate", "predict")  # they score or use a run's checkpoint: no run of their own in TensorBoard
 
 
 class LitBasicsCLI(LightningCLI):
@@ -188,12 +189,21 @@ class LitBasicsCLI(LightningCLI):
                 raise
             raise ConfigError(f"checkpoint {str(path)!r} does not fit this run: {found}") from None
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """`validate` and `predict` run without a logger and write no config.yaml: no version_N folder, no event
+        file, so TensorBoard's run list holds the fits (and tests) only. validate prints its metrics;
+        predict writes predictions.csv into the checkpoint's run folder (PredictionCSVWriter)."""
+        if self.subcommand in UNLOGGED:
+            self.save_config_callback = None
+            kwargs["logger"] = False
+        return super().instantiate_trainer(**kwargs)
+
     def check_checkpoint(self, subcommand: str) -> None:
         """test/predict/validate need a checkpoint; any checkpoint must match this run's data and model."""
         config = self.config_init[subcommand]
         path = config.get("ckpt_path")
         if path is None and subcommand != "fit":
-            logger = getattr(self.trainer, "logger", None)
+            logger = getattr(self.trainer, "logger", None) or self._get(self.config_init, "trainer", {}).get("logger")
             newest = newest_best_checkpoint(getattr(logger, "save_dir", None), getattr(logger, "name", None))
             hint = f", e.g. the newest: --ckpt_path {newest}" if newest else " (written by fit under logs/)"
             raise ConfigError(f"{subcommand} needs --ckpt_path: without one the model is untrained{hint}")

@@ -361,4 +361,18 @@ MUTATIONS: list[Mutation] = [
              'if arch.norm == "batch" or arch.net is not None:', "if False:",
              ["tests/test_components.py", "-k", "never_mix_batch_sizes"],
              "BatchNorm models of different batch sizes merged into one group (statistics per step, not per batch)"),
+    # --- distributed evaluation, runs in TensorBoard (issue 23) ---------------------------------------------------
+    Mutation("eval_shards_padded", DATA + "base.py",
+             "            pad_shards=train,", "            pad_shards=True,",
+             ["tests/test_data.py", "-k", "pads_training_shards_only"],
+             "DDP validation and test shards padded with repeated rows, which the metrics count"),
+    Mutation("validate_logs_a_run", "src/lit_basics/cli.py",
+             '            kwargs["logger"] = False\n', "            pass\n",
+             ["tests/test_cli.py", "-k", "add_no_tensorboard_run"],
+             "validate and predict each add a version_N run (event file, config.yaml) to TensorBoard"),
+    Mutation("hparams_experiment_summary", "src/lit_basics/hparams_tab.py",
+             "    writer.file_writer.add_summary(start)\n",
+             "    writer.file_writer.add_summary(_)\n    writer.file_writer.add_summary(start)\n",
+             ["tests/test_cli.py", "-k", "hparams_tab_shows"],
+             "every run writes an experiment summary: the HPARAMS tab shows one run's columns only"),
 ]

@@ -282,6 +282,10 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
+        rows = len(self.tensors[split][1])
+        if not train and 0 < rows < world:  # a rank without a row would miss DDP's first-batch buffer sync
+            raise ConfigError(f"the {split} split has {rows} row{'s' if rows != 1 else ''}, fewer than the {world} "
+                              f"processes (each needs one); use fewer devices or a larger {split}_fraction")
         return TensorBatchLoader(
             self.tensors[split],
             self.batch_size if train else self.eval_batch_size,
@@ -291,6 +295,7 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
             rank=rank,
             world_size=world,
             batches_per_step=self._batches_per_step(split) if train else 1,
+            pad_shards=train,  # evaluation counts each row once: uneven shards, no repeated rows
         )
 
     def _batches_per_step(self, split: str) -> int:

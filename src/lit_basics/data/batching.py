@@ -18,8 +18,12 @@ class TensorBatchLoader:
 
     Lightning calls `loader.sampler.set_epoch(epoch)` before each epoch, so the order depends only on
     (seed, epoch) and a resumed run sees the same batches as an uninterrupted one. With
-    `world_size > 1` (DDP) each rank takes every `world_size`-th index of the same permutation, padded
-    so all ranks run the same number of steps, as torch's DistributedSampler does.
+    `world_size > 1` (DDP) each rank takes every `world_size`-th index of the same permutation. Training
+    shards are padded with repeated rows so all ranks run the same number of steps (their gradients
+    are averaged in lockstep), as torch's DistributedSampler does; evaluation shards (`pad_shards=False`)
+    are not, so every row counts once, as Lightning's UnrepeatedDistributedSampler does: ranks may then
+    differ by one row and one batch, which evaluation allows (no gradient sync; DDP syncs buffers on
+    the first batch only, so each rank needs a row: ArrayDataModule refuses fewer rows than ranks).
 
     With `batches_per_step > 1` each item is a chunk `(x, y, batch_size)` of that many consecutive
     minibatches of the same permutation; LitFNN splits it and takes one optimizer step per
@@ -36,6 +40,7 @@ class TensorBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         batches_per_step: int = 1,
+        pad_shards: bool = True,
     ) -> None:
         if batch_size <= 0:
             raise ConfigError(f"batch_size={batch_size} must be >= 1")
@@ -52,14 +57,18 @@ class TensorBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.batches_per_step = batches_per_step
+        self.pad_shards = pad_shards
         self.epoch = 0
         self.sampler = self  # where Lightning looks for set_epoch
         self.batch_sampler = None
 
     @property
     def num_rows(self) -> int:
-        """Rows this rank sees per epoch."""
-        return math.ceil(self.tensors[0].shape[0] / self.world_size)
+        """Rows this rank sees per epoch (padded: the same on every rank)."""
+        n = self.tensors[0].shape[0]
+        if self.pad_shards:
+            return math.ceil(n / self.world_size)
+        return len(range(self.rank, n, self.world_size))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -80,7 +89,7 @@ class TensorBatchLoader:
             return None  # contiguous slices: views, no copies
         order = epoch_permutation(n, self.seed, self.epoch) if self.shuffle else torch.arange(n)
         if self.world_size > 1:
-            padded = self.num_rows * self.world_size
+            padded = math.ceil(n / self.world_size) * self.world_size if self.pad_shards else n
             order = torch.cat([order, order[: padded - n]])[self.rank :: self.world_size]
         return order.to(self.tensors[0].device)
 

@@ -56,6 +56,18 @@ class ChunkedSteps:
     def optimizer_step_on(self, optimizer: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def share_rank_zero_buffers(self) -> None:
+        """Give every DDP rank rank 0's buffers (BatchNorm's running statistics) before evaluating.
+
+        DDP keeps parameters equal, but under manual optimisation Lightning turns off its buffer sync, and on
+        the CPU there is no SyncBatchNorm: each rank's running statistics follow its own rows. Rank 0's are
+        the ones its checkpoint saves, so evaluating with them scores the checkpoint on every rank.
+        """
+        if self._trainer is None or self.trainer.world_size <= 1:
+            return
+        for buffer in self.net.buffers():  # (features,) statistics and a step count: a few small broadcasts
+            torch.distributed.broadcast(buffer, src=0)
+
 
 EXTREME = 1e4  # standardised inputs this far from the mean (in training-split standard deviations) are suspect
 

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_basics.engine.chunked_steps import ChunkedSteps, extreme_input
 from lit_basics.errors import TrainingDiverged, check_choice
+from lit_basics.hparams_tab import write_session
 from lit_basics.models import hparams
 from lit_basics.models.fnn import build_network, weight_matrices
 from lit_basics.models.losses import TASKS, make_loss, output_dim, predict, probabilities
@@ -161,9 +162,14 @@ class LitFNN(ChunkedSteps, L.LightningModule):
         return out
 
     def _epoch_means(self, stage: str) -> dict[str, torch.Tensor]:
+        """The epoch's mean loss. Validation and test add (loss * rows, rows) over the DDP ranks before dividing:
+        their shards are unpadded and may differ by a row, so a mean of the ranks' means would be off (training
+        shards are padded to equal sizes, where the synced mean of means is the same)."""
         sums = self._sums.pop(stage, None)
         if sums is None:
             return {}
+        if stage != "train" and self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         loss_sum, count = sums
         return {f"{stage}/loss": loss_sum / count}
 
@@ -173,6 +179,10 @@ class LitFNN(ChunkedSteps, L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._sums.pop("val", None)
+        self.share_rank_zero_buffers()
+
+    def on_test_epoch_start(self) -> None:
+        self.share_rank_zero_buffers()
 
     def on_train_epoch_end(self) -> None:
         record = self._train_record
@@ -247,14 +257,17 @@ class LitFNN(ChunkedSteps, L.LightningModule):
             logger.log_metrics(dict(self.best), step=self.global_step)
 
     def on_fit_start(self) -> None:
-        """Record hyperparameters with placeholder metrics so TensorBoard's HPARAMS tab lists the run."""
+        """Record hyperparameters (model and data) with placeholder metrics so TensorBoard's HPARAMS tab lists the
+        run, as a session only (lit_basics.hparams_tab: then every run's data options get their columns)."""
         self._fit_started = time.perf_counter()
         hparams = dict(self.hparams)
         if self.trainer.datamodule is not None:
             hparams.update({f"data/{k}": v for k, v in dict(self.trainer.datamodule.hparams).items()})
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(hparams, dict(self.best))
+                logger.log_hyperparams(hparams, {})  # hparams.yaml; with no metrics it writes no summary
+                if self.trainer.is_global_zero:
+                    write_session(logger.experiment, hparams, self.best)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep what a resumed fit needs to continue exactly: best values, history, the RNG (dropout)."""

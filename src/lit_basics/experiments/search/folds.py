@@ -138,13 +138,14 @@ def write_fold_runs(log_dir: Path, trial: int, params: dict[str, Any], results: 
     """One TensorBoard run per fold fit, `<log_dir>/trial_<n>/fold_<k>`: its curves, and its hparams and score."""
     from torch.utils.tensorboard import SummaryWriter
 
-    hparams = {k.rsplit(".", 1)[-1]: v if isinstance(v, int | float | str | bool) else str(v)
-               for k, v in params.items()}
+    from lit_basics.hparams_tab import write_session
+
+    hparams = {k.rsplit(".", 1)[-1]: v for k, v in params.items()}
     for result in results:
         with SummaryWriter(str(log_dir / f"trial_{trial:04d}" / f"fold_{result.fold}")) as writer:
             for row in result.history:
                 for key, value in row.items():
                     if key not in ("epoch", "seconds"):
                         writer.add_scalar(key, value, int(row["epoch"]))
-            writer.add_hparams({**hparams, "fold": result.fold},
-                               {"hp/score": result.score, "hp/best_val_loss": result.val_loss}, run_name=".")
+            write_session(writer, {**hparams, "fold": result.fold},  # a session only, as LitFNN's runs
+                          {"hp/score": result.score, "hp/best_val_loss": result.val_loss})
