@@ -187,16 +187,19 @@ def _interrupt_stops_search(name: str, storage: str):
 def accuracy_main(argv: Sequence[str] | None = None) -> Path:
     """`accuracy.py [--datasets a,b] [--seeds N] [--quick] [--readme README.md]`; returns reports/accuracy/."""
     from lit_basics.experiments.accuracy.run import run_accuracy
-    from lit_basics.experiments.accuracy.runner import DATASETS, QUICK_DATASETS
+    from lit_basics.experiments.accuracy.runner import DATASETS, ENSEMBLE_SIZE, QUICK_DATASETS
 
     parser = argparse.ArgumentParser(
-        description="Test accuracy of the shipped configs over split seeds, next to scikit-learn's tuned MLP.")
+        description="Test accuracy of the shipped configs over split seeds, next to scikit-learn's tuned MLP, "
+                    "our search's ensemble and gradient boosting.")
     parser.add_argument("--datasets", default=None,
                         help=f"comma-separated (default: all: {','.join(DATASETS)}; with --quick: "
                              f"{','.join(QUICK_DATASETS)})")
     parser.add_argument("--seeds", type=int, default=None, help="split seeds 0..N-1 (default 5; with --quick 2)")
     parser.add_argument("--quick", action="store_true", help="wiring check: 3 epochs, 2-configuration grid, 2 folds")
     parser.add_argument("--configs", default="configs", help="folder of the shipped configs (default: configs)")
+    parser.add_argument("--n-ensemble", type=int, default=ENSEMBLE_SIZE,
+                        help=f"the ensemble side: fold models of this many best candidates (default {ENSEMBLE_SIZE})")
     parser.add_argument("--logs", default="logs")
     parser.add_argument("--reports", default="reports")
     parser.add_argument("--no-progress", action="store_true")
@@ -211,7 +214,7 @@ def accuracy_main(argv: Sequence[str] | None = None) -> Path:
             raise ConfigError(f"--readme {args.readme!r} is not a file")
         out = run_accuracy(datasets, seeds, configs=args.configs, logs=args.logs,
                            reports=args.reports, quick=args.quick, command=command.strip(),
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, n_ensemble=args.n_ensemble)
     except ConfigError as err:
         _fail(err)
     return _publish(out / "results.md", "accuracy", args.readme)

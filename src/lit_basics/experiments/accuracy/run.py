@@ -1,4 +1,4 @@
-"""The accuracy run: plan and check everything, train both sides per data set and seed, write the report at once."""
+"""The accuracy run: plan and check everything, train every side per data set and seed, write the report at once."""
 
 import datetime
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lit_basics.errors import ConfigError
 from lit_basics.experiments.accuracy import report
-from lit_basics.experiments.accuracy.runner import plan_datasets, run_dataset
+from lit_basics.experiments.accuracy.runner import ENSEMBLE_SIZE, plan_datasets, run_dataset
 from lit_basics.outputs import check_writable_dir
 
 CAVEAT = (
@@ -21,13 +21,14 @@ CAVEAT = (
 
 
 def run_accuracy(datasets: list[str], seeds: int, configs: str = "configs", logs: str = "logs",
-                 reports: str = "reports", quick: bool = False, command: str = "", progress: bool = True) -> Path:
-    """Both sides on `seeds` split seeds (0, 1, ...) per data set; returns reports/accuracy/ with results.csv/.md."""
+                 reports: str = "reports", quick: bool = False, command: str = "", progress: bool = True,
+                 n_ensemble: int = ENSEMBLE_SIZE) -> Path:
+    """Every side on `seeds` split seeds (0, 1, ...) per data set; returns reports/accuracy/ with results.csv/.md."""
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds} must be >= 1")
     check_writable_dir(reports, "reports folder")
     check_writable_dir(logs, "logs folder")
-    plans = plan_datasets(datasets, configs, quick)
+    plans = plan_datasets(datasets, configs, quick, n_ensemble)
     seed_list = list(range(seeds))
     out = Path(reports) / "accuracy"
     staging = Path(reports) / f".accuracy.{os.getpid()}.tmp"
@@ -42,7 +43,7 @@ def run_accuracy(datasets: list[str], seeds: int, configs: str = "configs", logs
                   f"{_machine()}, {datetime.date.today().isoformat()}.")
         staging.mkdir(parents=True, exist_ok=True)
         report.write_csv(rows, staging / "results.csv")
-        (staging / "results.md").write_text(report.results_markdown(rows, datasets, seed_list, footer))
+        (staging / "results.md").write_text(report.results_markdown(rows, datasets, seed_list, footer, n_ensemble))
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
     finally:
@@ -52,7 +53,7 @@ def run_accuracy(datasets: list[str], seeds: int, configs: str = "configs", logs
 
 def _print_row(row: dict) -> None:
     score = row["accuracy"] if row["accuracy"] is not None else row["r2"]
-    print(f"{row['dataset']:>14} seed {row['seed']} {row['side']:>7}: {score:.4f}  ({row['seconds']:.1f} s)",
+    print(f"{row['dataset']:>14} seed {row['seed']} {row['side']:>8}: {score:.4f}  ({row['seconds']:.1f} s)",
           flush=True)
 
 

@@ -1,15 +1,14 @@
-"""Train each shipped config on several split seeds, and scikit-learn's grid-searched MLP on the same rows.
+"""Plan the accuracy run and take each split seed's rows; the sides that train on them are in sides.py.
 
-For split seed S both sides see the rows of the DataModule built from `configs/<name>.yaml` with
-`data.seed=S`: ours trains on its train split (early stopping on its val split), scikit-learn's
-`GridSearchCV` k-folds the same train + val rows, and both are scored once on the same test rows.
-scikit-learn's grid is the search space that chose the shipped config (`tune_<name>.yaml`),
-translated axis by axis, so both sides had a grid of the same size.
+For split seed S every side sees the rows of the DataModule built from `configs/<name>.yaml` with
+`data.seed=S`: ours trains on its train split (early stopping on its val split); scikit-learn's
+`GridSearchCV`, our `FNNSearchCV(refit="ensemble")` and `HistGradientBoosting*` train on the same
+train + val rows (the searches k-fold them), and all are scored once on the same test rows. Both
+searches' grids are the search space that chose the shipped config (`tune_<name>.yaml`), translated
+axis by axis, so they have a grid of the same size.
 """
 
 import itertools
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from lit_basics.errors import ConfigError, check_choice
-from lit_basics.experiments.runs import check_args, fit
+from lit_basics.experiments.runs import check_args
 from lit_basics.experiments.search.space import SearchSpec, load_search
+from lit_basics.models import hparams
 
 DATASETS = ("xor", "moons", "circles", "iris", "digits", "breast_cancer", "wine", "diabetes")
 QUICK_DATASETS = ("xor", "iris")
@@ -30,21 +30,32 @@ SKLEARN_PARAMS = {
     "model.activation": "activation",
 }
 SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "identity": "identity"}
+ENSEMBLE_SIZE = 5  # the ensemble side: the fold models of the 5 best candidates (5 x 5 folds = 25 networks)
+QUICK_HGB_ITERATIONS = 10  # boosting rounds in --quick (default: scikit-learn's 100)
 
 
 @dataclass
 class DataSetPlan:
-    """One data set: its shipped config, the search that chose it, and scikit-learn's grid from that search."""
+    """One data set: its shipped config, the search that chose it, and both searches' grids from that search.
+
+    `fnn_grid` / `fnn_fixed`: FNNClassifier's (FNNRegressor's) parameters, the same names as scikit-learn's
+    MLP but our activations; every schema field the search does not vary is the shipped config's.
+    """
 
     name: str
     config: Path
     search: SearchSpec
     sklearn_grid: list[dict[str, Any]]
     sklearn_fixed: dict[str, Any]
+    fnn_grid: list[dict[str, Any]] = field(default_factory=list)
+    fnn_fixed: dict[str, Any] = field(default_factory=dict)
+    n_ensemble: int = ENSEMBLE_SIZE
+    hgb_fixed: dict[str, Any] = field(default_factory=dict)  # HistGradientBoosting*'s settings (default: none)
     overrides: list[str] = field(default_factory=list)  # extra CLI arguments for our runs (quick mode)
 
 
-def plan_datasets(names: list[str], configs: str | Path, quick: bool = False) -> list[DataSetPlan]:
+def plan_datasets(names: list[str], configs: str | Path, quick: bool = False,
+                  n_ensemble: int = ENSEMBLE_SIZE) -> list[DataSetPlan]:
     """Check every name, config and search space before anything trains; quick: tiny epochs and grids."""
     if not names:
         raise ConfigError(f"--datasets is empty; allowed: {', '.join(DATASETS)}")
@@ -52,30 +63,58 @@ def plan_datasets(names: list[str], configs: str | Path, quick: bool = False) ->
         check_choice("data set", name, DATASETS)
     if len(set(names)) != len(names):
         raise ConfigError(f"--datasets {','.join(names)} names a data set twice")
-    return [_plan(name, Path(configs), quick) for name in names]
+    if isinstance(n_ensemble, bool) or not isinstance(n_ensemble, int) or n_ensemble < 1:
+        raise ConfigError(f"--n-ensemble {n_ensemble!r} must be an integer >= 1")
+    return [_plan(name, Path(configs), quick, n_ensemble) for name in names]
 
 
-def _plan(name: str, configs: Path, quick: bool) -> DataSetPlan:
+def _plan(name: str, configs: Path, quick: bool, n_ensemble: int) -> DataSetPlan:
     config, search_file = configs / f"{name}.yaml", configs / "experiments" / f"tune_{name}.yaml"
     if not config.is_file():
         raise ConfigError(f"{name}: shipped config {str(config)!r} not found")
     search = load_search(search_file)
-    grid = _sklearn_grid(search)
+    grid, fnn_grid = _sklearn_grid(search), _sklearn_grid(search, activations=None)
     epochs = int(search.common.get("trainer.max_epochs", 200))
     fixed = {"max_iter": epochs}
     overrides: list[str] = []
+    hgb: dict[str, Any] = {}
     if quick:
-        first_axis = next(iter(grid[0]))
-        grid = [{k: v[:2] if k == first_axis else v[:1] for k, v in grid[0].items()}]
+        grid, fnn_grid = _quick_grid(grid), _quick_grid(fnn_grid)
         fixed["max_iter"] = 5
         search.folds = 2
         overrides = ["--trainer.max_epochs=3"]
+        hgb["max_iter"] = QUICK_HGB_ITERATIONS
     cli = check_args(name, ["--config", str(config), *overrides])
     shipped = {"model.lr": cli.model.hparams.lr, "data.init_args.batch_size": cli.datamodule.batch_size,
                "model.weight_decay": cli.model.hparams.weight_decay,
                "model.activation": SKLEARN_ACTIVATIONS.get(cli.model.hparams.activation)}
     fixed |= {SKLEARN_PARAMS[k]: v for k, v in shipped.items() if SKLEARN_PARAMS[k] not in grid[0] and v is not None}
-    return DataSetPlan(name, config, search, *_alpha_per_batch_size(grid[0], fixed), overrides)
+    sklearn_grid, sklearn_fixed = _alpha_per_batch_size(grid[0], fixed)
+    ours = _fnn_fixed(cli, set(fnn_grid[0]), 3 if quick else epochs, search.patience)
+    fnn_grid, fnn_fixed = _alpha_per_batch_size(fnn_grid[0], ours)
+    return DataSetPlan(name, config, search, sklearn_grid, sklearn_fixed, fnn_grid, fnn_fixed, n_ensemble, hgb,
+                       overrides)
+
+
+def _quick_grid(grid: list[dict[str, list[Any]]]) -> list[dict[str, list[Any]]]:
+    """Two configurations: the first two values of the first axis, the first of every other."""
+    first_axis = next(iter(grid[0]))
+    return [{k: v[:2] if k == first_axis else v[:1] for k, v in grid[0].items()}]
+
+
+def _fnn_fixed(cli: Any, searched: set[str], epochs: int, patience: int) -> dict[str, Any]:
+    """FNNClassifier's parameters for what the search does not vary: every schema field of the shipped model
+    (under its estimator name, hparams.SKLEARN_NAMES; weight_decay as `alpha`, made alpha = w * batch by
+    _alpha_per_batch_size), its batch size, and the search's epochs and patience (early stopping on a
+    validation split of each fold's training rows, the share of the training portion ours holds out)."""
+    estimator_name = {schema: name for name, schema in hparams.SKLEARN_NAMES.items()}
+    shipped = {estimator_name.get(k, k): v for k, v in dict(cli.model.hparams).items()
+               if k in hparams.defaults() and v is not None}
+    dm = cli.datamodule
+    fixed = shipped | {"batch_size": dm.batch_size, "max_iter": epochs, "early_stopping": True,
+                       "n_iter_no_change": patience, "tol": 0.0,  # the trainer's EarlyStopping: min_delta 0
+                       "validation_fraction": dm.val_fraction / (1.0 - dm.test_fraction)}
+    return {k: v for k, v in fixed.items() if k not in searched}
 
 
 def _alpha_per_batch_size(grid: dict[str, list[Any]], fixed: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
@@ -92,8 +131,10 @@ def _alpha_per_batch_size(grid: dict[str, list[Any]], fixed: dict[str, Any]) -> 
             {k: v for k, v in fixed.items() if k != "alpha"})
 
 
-def _sklearn_grid(search: SearchSpec) -> list[dict[str, list[Any]]]:
-    """The search's grid as GridSearchCV's param_grid (`hidden_layer_sizes` from depth x width)."""
+def _sklearn_grid(search: SearchSpec, activations: dict[str, str] | None = SKLEARN_ACTIVATIONS
+                  ) -> list[dict[str, list[Any]]]:
+    """The search's grid as GridSearchCV's param_grid (`hidden_layer_sizes` from depth x width); activations
+    renamed by `activations` (None: our names, for FNNSearchCV)."""
     axes = dict(search.grid())
     depths, widths = axes.pop("depth", None), axes.pop("width", None)
     grid: dict[str, list[Any]] = {}
@@ -107,10 +148,10 @@ def _sklearn_grid(search: SearchSpec) -> list[dict[str, list[Any]]]:
                 f"{search.name}: searched key {key!r} has no scikit-learn counterpart; "
                 f"allowed: depth, width, {', '.join(SKLEARN_PARAMS)}"
             )
-        if key == "model.activation":
+        if key == "model.activation" and activations is not None:
             for value in values:
                 check_choice("activation for scikit-learn's MLP", value, SKLEARN_ACTIVATIONS)
-            values = [SKLEARN_ACTIVATIONS[v] for v in values]
+            values = [activations[v] for v in values]
         grid[SKLEARN_PARAMS[key]] = list(values)
     return [grid]
 
@@ -148,61 +189,19 @@ def split_rows(plan: DataSetPlan, seed: int) -> SplitRows:
                      float(y[splits["train"]].std()) or 1.0)
 
 
-def run_ours(plan: DataSetPlan, seed: int, rows: SplitRows, logs: str) -> dict[str, Any]:
-    """The shipped config through the real CLI on split seed `seed`; its test metrics."""
-    args = ["--config", str(plan.config), f"--data.init_args.seed={seed}", *plan.overrides]
-    started = time.perf_counter()
-    metrics = fit(args, f"{logs}/accuracy", plan.name, f"seed_{seed}", seed)
-    hp = metrics.get("hparams", {})
-    config = (f"hidden_sizes={list(hp.get('hidden_sizes', []))} activation={hp.get('activation')} "
-              f"lr={hp.get('lr')} weight_decay={hp.get('weight_decay')} "
-              f"batch_size={metrics.get('data_hparams', {}).get('batch_size')} epochs={metrics.get('epochs')}")
-    row = {"config": config, "seconds": time.perf_counter() - started}
-    if rows.task == "regression":
-        return row | {"r2": metrics["test/r2"], "rmse": metrics["test/rmse"]}  # LitFNN logs it in target units
-    return row | {"accuracy": metrics["test/acc"]}
-
-
-def run_sklearn(plan: DataSetPlan, seed: int, rows: SplitRows, n_jobs: int) -> dict[str, Any]:
-    """GridSearchCV over StandardScaler + MLP on the same training portion and folds; scored on the test rows."""
-    from sklearn.compose import TransformedTargetRegressor
-    from sklearn.metrics import accuracy_score, mean_squared_error, r2_score
-    from sklearn.model_selection import GridSearchCV
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    regression = rows.task == "regression"
-    mlp = (MLPRegressor if regression else MLPClassifier)(random_state=seed, **plan.sklearn_fixed)
-    estimator: Any = make_pipeline(StandardScaler(), mlp)
-    prefix = f"{type(mlp).__name__.lower()}__"
-    if regression:  # targets standardised on the training rows, as ours
-        estimator, prefix = TransformedTargetRegressor(estimator, transformer=StandardScaler()), f"regressor__{prefix}"
-    grid = [{prefix + k: v for k, v in g.items()} for g in plan.sklearn_grid]
-    search = GridSearchCV(estimator, grid, cv=rows.folds, n_jobs=n_jobs, error_score="raise")
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter, batch_size clipped to the rows
-        search.fit(rows.x_portion, rows.y_portion)
-    predicted = search.predict(rows.x_test)
-    best = " ".join(f"{k.removeprefix(prefix)}={v}" for k, v in sorted(search.best_params_.items()))
-    row = {"config": best, "seconds": time.perf_counter() - started}
-    if regression:
-        return row | {"r2": r2_score(rows.y_test, predicted),
-                      "rmse": float(np.sqrt(mean_squared_error(rows.y_test, predicted)))}
-    return row | {"accuracy": accuracy_score(rows.y_test, predicted)}
-
 
 def run_dataset(plan: DataSetPlan, seeds: list[int], logs: str, n_jobs: int,
                 on_row: Any = None) -> list[dict[str, Any]]:
-    """Both sides on every seed; one row per side x seed."""
+    """Every side on every seed's rows; one row per side x seed."""
+    from lit_basics.experiments.accuracy.sides import SIDES
+
     out = []
     for seed in seeds:
         rows = split_rows(plan, seed)
         common = {"dataset": plan.name, "seed": seed, "n_train": len(rows.y_portion), "n_test": len(rows.y_test),
                   "grid_size": grid_size(plan.sklearn_grid)}
-        for side, result in (("ours", run_ours(plan, seed, rows, logs)),
-                             ("sklearn", run_sklearn(plan, seed, rows, n_jobs))):
+        for side, run_side in SIDES.items():
+            result = run_side(plan, seed, rows, logs=logs, n_jobs=n_jobs)
             row = {**common, "side": side, "accuracy": None, "r2": None, "rmse": None} | result
             out.append(row)
             if on_row is not None:
