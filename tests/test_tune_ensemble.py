@@ -96,8 +96,7 @@ def test_the_ensemble_checkpoint_predicts_what_its_fold_models_predict(workdir, 
                 expected.append(torch.softmax(net(cli.datamodule.tensors["test"][0]), -1))
     expected = torch.stack(expected).mean(0).numpy()
     run_cli("predict", "--config", str(out / "ensemble.yaml"), "--ckpt_path", str(out / "ensemble.ckpt"))
-    (written,) = Path("logs/ens_ensemble").glob("version_*/predictions.csv")
-    predictions = pd.read_csv(written)
+    predictions = pd.read_csv(out / "predictions.csv")  # beside the checkpoint
     np.testing.assert_allclose(predictions[["p_0", "p_1", "p_2"]].to_numpy(), expected, atol=2e-4)
     tested = run_cli("test", "--config", str(out / "ensemble.yaml"), "--ckpt_path", str(out / "ensemble.ckpt"))
     row = next(line for line in summary.splitlines() if line.startswith("| ensemble"))
@@ -198,8 +197,8 @@ def test_a_regression_ensemble_predicts_the_mean_of_its_fold_models_in_the_targe
             with torch.no_grad():
                 expected.append(cli.datamodule.target_to_units(net(cli.datamodule.tensors["test"][0]).squeeze(-1)))
     run_cli("predict", "--config", str(out / "ensemble.yaml"), "--ckpt_path", str(out / "ensemble.ckpt"))
-    (written,) = Path("logs/ens_ensemble").glob("version_*/predictions.csv")
-    np.testing.assert_allclose(pd.read_csv(written)["prediction"], torch.stack(expected).mean(0).numpy(), rtol=1e-4)
+    predictions = pd.read_csv(out / "predictions.csv")["prediction"]
+    np.testing.assert_allclose(predictions, torch.stack(expected).mean(0).numpy(), rtol=1e-4)
 
 
 def test_a_resumed_search_trains_its_top_configurations_again_into_the_same_ensemble(workdir):

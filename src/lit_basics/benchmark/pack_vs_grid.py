@@ -55,7 +55,8 @@ def compare(name: str, seed: int, n: int, k: int = 8) -> dict[str, float]:
         out = run_pack(pack, n, reports=f"{tmp}/reports", logs=f"{tmp}/logs")
         pack_s = time.perf_counter() - started
         summary = (out / "summary.md").read_text()
-    return {"grid_refit": grid_acc, "grid_ensemble": grid_ensemble, "grid_s": grid_s, "pack_single": _test_acc(summary, "| single best"),
+    return {"grid_refit": grid_acc, "grid_ensemble": grid_ensemble, "grid_s": grid_s,
+            "pack_single": _test_acc(summary, "| single best"),
             "pack_ensemble": _test_acc(summary, "| ensemble of"), "pack_s": pack_s}
 
 
@@ -65,13 +66,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pack", type=int, default=96)
     args = parser.parse_args(argv)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     print("| data set | grid + refit | grid: ensemble of 5 (- refit per seed) | pack: single best | "
           "pack: ensemble of 8 (- refit per seed) | time grid + refit + ensemble | time pack |")
     print("|---|---|---|---|---|---|---|")
     for name in args.datasets.split(","):
         runs = [compare(name, seed, args.pack) for seed in range(args.seeds)]
         mean = {key: statistics.fmean(r[key] for r in runs) for key in runs[0]}
-        def diffs(key: str) -> str:
+        def diffs(key: str, runs: list[dict[str, float]] = runs) -> str:
             return ", ".join(f"{r[key] - r['grid_refit']:+.3f}" for r in runs)
 
         print(f"| {name} | {mean['grid_refit']:.4f} | {mean['grid_ensemble']:.4f} ({diffs('grid_ensemble')}) | "
