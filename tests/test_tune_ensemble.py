@@ -207,3 +207,16 @@ def test_a_resumed_search_trains_its_top_configurations_again_into_the_same_ense
     row = next(line for line in (first / "summary.md").read_text().splitlines() if line.startswith("| ensemble"))
     again = tune_main(["--config", str(search), "--no-progress", "--no-refit", "--ensemble", "2", "--resume"])
     assert row in (again / "summary.md").read_text()  # nothing kept in memory: the same networks, retrained
+
+
+def test_an_interrupted_pack_stops_with_one_line_and_leaves_no_report(workdir, monkeypatch, capsys):
+    def interrupted(self, configs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BatchedFolds, "fit_many", interrupted)
+    search = _search(workdir, config("iris"), "  width: [4, 8]\n")
+    with pytest.raises(SystemExit) as stop:
+        tune_main(["--config", str(search), "--no-progress", "--pack", "2"])
+    assert stop.value.code == 130
+    assert "interrupted: search 'ens' stopped; a pack keeps nothing unfinished" in capsys.readouterr().err
+    assert not Path("reports/ens_pack").exists()

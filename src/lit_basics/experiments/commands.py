@@ -138,7 +138,9 @@ def tune_main(argv: Sequence[str] | None = None):
         if args.pack is not None:
             from lit_basics.experiments.search.pack import run_pack
 
-            return _publish(run_pack(spec, args.pack, args.reports, args.logs) / "summary.md", spec.name, args.readme)
+            with _interrupt_stops_search(spec.name, None):
+                out = run_pack(spec, args.pack, args.reports, args.logs)
+            return _publish(out / "summary.md", spec.name, args.readme)
         storage = args.storage or f"{args.reports}/{spec.name}/study.db"
         with _interrupt_stops_search(spec.name, storage):
             out = run_search(spec, reports=args.reports, logs=args.logs, storage=args.storage, resume=args.resume,
@@ -161,8 +163,9 @@ def _check_pack_flags(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def _interrupt_stops_search(name: str, storage: str):
-    """Ctrl-C or SIGTERM: one line and exit status 130/143; finished trials stay in the storage for --resume."""
+def _interrupt_stops_search(name: str, storage: str | None):
+    """Ctrl-C or SIGTERM: one line and exit status 130/143; finished trials stay in the storage for --resume
+    (a pack, `storage` None, keeps nothing: it is run again whole)."""
     received: list[int] = []
 
     def stop(signum: int, frame) -> None:
@@ -176,8 +179,9 @@ def _interrupt_stops_search(name: str, storage: str):
         if isinstance(err, SystemExit) and not received:  # Lightning exits 1 after a KeyboardInterrupt in a fit
             raise
         signum = received[0] if received else signal.SIGINT
-        print(f"interrupted: search {name!r} stopped; its finished trials are kept in {storage}; "
-              "continue with the same command and --resume", file=sys.stderr)
+        hint = (f"its finished trials are kept in {storage}; continue with the same command and --resume"
+                if storage else "a pack keeps nothing unfinished; run the same command again")
+        print(f"interrupted: search {name!r} stopped; {hint}", file=sys.stderr)
         raise SystemExit(128 + signum) from None
     finally:
         for sig, handler in previous.items():
