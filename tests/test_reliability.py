@@ -58,6 +58,8 @@ def bad_files(workdir, iris_run) -> Path:
     (tmp / "lowhigh.yaml").write_text(search.replace("grid", "random") + "n_trials: 2\nspace:\n"
                                       "  model.lr: {low: 0.1, high: 0.01}\n")
     (tmp / "empty_choices.yaml").write_text(search + "space:\n  width: []\n")
+    (tmp / "ensemble_config.yaml").write_text("model:\n  net:\n    class_path: lit_basics.models.ensemble.Ensemble\n"
+                                              "    init_args: {members: []}\n")
     (tmp / "unbatchable.yaml").write_text(search + "  model.net: {class_path: tests.test_models.DataDependent}\n"
                                         "  model.hidden_sizes: [64, 64]\nspace:\n  model.lr: [0.01, 0.1]\n")
     (tmp / "batched_regression.yaml").write_text(search.replace(config("iris"), config("diabetes"))

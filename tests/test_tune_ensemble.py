@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lit_basics.cli import cli_main
 from lit_basics.data import CSVDataModule
 from lit_basics.experiments.commands import tune_main
 from lit_basics.experiments.runs import check_args
@@ -75,7 +76,7 @@ def test_greedy_selection_weighs_the_configuration_that_predicts_out_of_fold():
 
 
 @pytest.mark.parametrize("engine", ["batched", "lightning"])
-def test_the_ensemble_checkpoint_predicts_what_its_fold_models_predict(workdir, engine):
+def test_the_ensemble_checkpoint_predicts_what_its_fold_models_predict(workdir, capsys, engine):
     """Independently of the ensemble code: each fold model on its own fold's preprocessing, probabilities averaged."""
     search = _search(workdir, config("iris"), "  width: [4, 8]\n  model.lr: [0.03]\n")
     out = tune_main(["--config", str(search), "--no-progress", "--no-refit", "--ensemble", "2", "--engine", engine])
@@ -101,6 +102,12 @@ def test_the_ensemble_checkpoint_predicts_what_its_fold_models_predict(workdir, 
     tested = run_cli("test", "--config", str(out / "ensemble.yaml"), "--ckpt_path", str(out / "ensemble.ckpt"))
     row = next(line for line in summary.splitlines() if line.startswith("| ensemble"))
     assert f"{tested['test/acc']:.4g}" in row and f"{tested['test/loss']:.4g}" in row  # the summary's figures
+    with pytest.raises(SystemExit) as info:  # the fold blocks' data has no val rows: one line, not 0 rows scored
+        cli_main(["validate", "--config", str(out / "ensemble.yaml"), "--ckpt_path", str(out / "ensemble.ckpt")])
+    assert info.value.code == 2
+    assert "validate: the val split has no rows (fold=-1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # nor trained again from scratch
+        cli_main(["fit", "--config", str(out / "ensemble.yaml")])
 
 
 def test_the_out_of_fold_score_comes_from_models_that_did_not_train_on_the_row(workdir):
@@ -220,3 +227,25 @@ def test_an_interrupted_pack_stops_with_one_line_and_leaves_no_report(workdir, m
     assert stop.value.code == 130
     assert "interrupted: search 'ens' stopped; a pack keeps nothing unfinished" in capsys.readouterr().err
     assert not Path("reports/ens_pack").exists()
+
+
+def test_a_csv_ensemble_predicts_new_rows_with_its_saved_fold_preprocessing(workdir, capsys):
+    """The checkpoint holds each fold's fitted transformer: a training file changed since predicts alike (a note)."""
+    rng = np.random.default_rng(2)
+    table = pd.DataFrame({"a": rng.normal(size=120), "c": rng.choice(["u", "v", "w"], size=120),
+                          "label": rng.choice(["p", "q", "r"], size=120)})
+    table.loc[rng.random(120) < 0.15, "a"] = np.nan
+    table.to_csv(workdir / "t.csv", index=False)
+    table.drop(columns="label").head(9).assign(c=["u", "zz", None] * 3).to_csv(workdir / "new.csv", index=False)
+    (workdir / "t.yaml").write_text("data:\n  class_path: lit_basics.data.CSVDataModule\n  init_args:\n"
+                                    f"    path: {workdir / 't.csv'}\n    label_column: label\n")
+    search = _search(workdir, str(workdir / "t.yaml"), "  width: [4, 8]\n", epochs=3)
+    out = tune_main(["--config", str(search), "--no-progress", "--no-refit", "--ensemble", "2"])
+    args = ["--config", str(out / "ensemble.yaml"), "--ckpt_path", str(out / "ensemble.ckpt"),
+            f"--data.init_args.predict_path={workdir / 'new.csv'}"]
+    run_cli("predict", *args)
+    before = pd.read_csv(out / "predictions.csv")
+    table.assign(a=table["a"] * 10 + 5).to_csv(workdir / "t.csv", index=False)
+    run_cli("predict", *args)
+    assert "rows differ" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(pd.read_csv(out / "predictions.csv"), before)

@@ -125,7 +125,7 @@ class LitBasicsCLI(LightningCLI):
         if not subcommand:
             return
         after = self.config[subcommand].model.as_dict()
-        changed = [f"{key} {after[key]!r} (config: {before[key]!r})" for key in sorted(after)
+        changed = [f"{key} {_brief(after[key])} (config: {_brief(before[key])})" for key in sorted(after)
                    if key in before and key not in LINKED_FROM_DATA and after[key] != before[key]]
         if changed and subcommand == "fit":
             path = self.config.fit.ckpt_path
@@ -162,6 +162,8 @@ class LitBasicsCLI(LightningCLI):
         set_torch_threads(config.get("torch_threads") or 0)
         check_logger_folder(init_args)
         check_accelerator(config.trainer)
+        if self.subcommand == "fit":
+            check_not_an_ensemble(config.model.get("net"))
         if self.subcommand in ("fit", None):  # None: run=False, a fit that compare.py or tune.py runs
             check_max_epochs(config.trainer)
             check_trainer_limits(config.trainer)
@@ -276,6 +278,19 @@ class LitBasicsCLI(LightningCLI):
     def after_validate(self) -> None:
         self.metrics = _floats(self.trainer.callback_metrics)
         check_finite(self.metrics, "validate", self.config_init["validate"].get("ckpt_path"))
+
+
+def _brief(value: Any, limit: int = 100) -> str:
+    """A value's repr for a one-line notice, cut at `limit` characters (an ensemble's members run to kilobytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_not_an_ensemble(net: Any) -> None:
+    """An ensemble config (tune.py --ensemble/--pack) holds trained members: fitting it would start them anew."""
+    if isinstance(net, dict) and net.get("class_path") == "lit_basics.models.ensemble.Ensemble":
+        raise ConfigError("fit: this config's model.net is an ensemble of trained networks (tune.py --ensemble or "
+                          "--pack wrote it); use it with test, validate or predict, and build a new one with tune.py")
 
 
 def import_class(class_path: str) -> type:

@@ -17,6 +17,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from lit_basics.data.batching import TensorBatchLoader
+from lit_basics.data.folds import KFoldSplits
 from lit_basics.data.targets import TargetScaling
 from lit_basics.errors import ConfigError, check_choice
 
@@ -27,7 +28,7 @@ Arrays = tuple[np.ndarray, np.ndarray]
 PROGRESS_STEPS = 50  # Lightning steps per epoch of a big table (its progress bar's updates)
 
 
-class ArrayDataModule(TargetScaling, L.LightningDataModule):
+class ArrayDataModule(KFoldSplits, TargetScaling, L.LightningDataModule):
     """Base DataModule for data sets that fit in memory.
 
     Args:
@@ -124,41 +125,6 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
         """Seeded train/val/test split, stratified by class for classification; a fold of it with `folds`."""
         return {split: (take_rows(x, rows), y[rows]) for split, rows in self.split_rows(y).items()}
 
-    def split_rows(self, y: np.ndarray) -> dict[str, np.ndarray]:
-        """The row indices `make_splits` uses: the train/val/test split, or fold `fold` of its training portion."""
-        idx = self.split_indices(y)
-        if not self.folds:
-            return idx
-        portion = _portion(idx)
-        folds = self.fold_indices(y, portion)  # also checks k against the smallest class
-        if self.fold == -1:
-            return {"train": portion, "val": portion[:0], "test": idx["test"]}
-        return {"train": folds[self.fold][0], "val": folds[self.fold][1], "test": idx["test"]}
-
-    def training_portion(self, y: np.ndarray) -> np.ndarray:
-        """The train and val rows together (all but the test rows): what k-fold CV splits."""
-        return _portion(self.split_indices(y))
-
-    def fold_indices(self, y: np.ndarray, portion: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(train rows, val rows) of each fold over the training portion; test rows never appear."""
-        from sklearn.model_selection import KFold, StratifiedKFold
-
-        portion = self.training_portion(y) if portion is None else portion
-        if self.task == "classification":
-            smallest = int(np.bincount(y[portion]).min())
-            if self.folds > smallest:
-                raise ConfigError(
-                    f"folds={self.folds} is larger than the smallest class of the training portion "
-                    f"({smallest} rows); use folds <= {smallest}"
-                )
-            splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
-        else:
-            if self.folds > len(portion):
-                raise ConfigError(f"folds={self.folds} is larger than the training portion ({len(portion)} rows)")
-            splitter = KFold(self.folds, shuffle=True, random_state=self.seed)
-        return [(portion[tr], portion[va]) for tr, va in splitter.split(portion, y[portion])]
-
-    # --- shared machinery ---------------------------------------------------------------------
     def split_indices(self, y: np.ndarray) -> dict[str, np.ndarray]:
         """Disjoint row indices per split; stratified so each split keeps the class proportions."""
         rows = np.arange(len(y))
@@ -240,28 +206,6 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
             return np.asarray(x, dtype=np.float32)
         return ((x - self.scaler[0]) / self.scaler[1]).astype(np.float32)
 
-    def fit_split_features(self, train_rows: np.ndarray, x: Any = None) -> np.ndarray:
-        """fit_features on the training split's rows `train_rows` of `x`; with fold_features, each fold's
-        preprocessing (fitted on that fold's training rows only, as the k-fold search fitted it) side by side."""
-        parts = [train_rows[p] for p in self.fold_positions()] if self.fold_features else [train_rows]
-        blocks = [self.fit_features(rows, x) for rows in parts]
-        self.block_widths = [block.shape[1] for block in blocks]  # a fold ensemble's members read these blocks
-        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
-
-    def fold_positions(self, part: int = 0) -> list[np.ndarray]:
-        """Positions within the training split (fold=-1: the whole training portion) of each fold's
-        training rows (part 0) or held-out rows (part 1)."""
-        y = self.arrays[1]
-        train = self.split_rows(y)["train"]
-        order = np.argsort(train, kind="stable")
-        positions = []
-        for rows in self.fold_indices(y):
-            found = order[np.searchsorted(train, rows[part], sorter=order)]
-            if not np.array_equal(train[found], rows[part]):
-                raise ConfigError(f"{self.name}: fold rows outside the training split (fold_features needs fold=-1)")
-            positions.append(found)
-        return positions
-
     def setup(self, stage: str | None = None) -> None:
         if self.tensors:
             return
@@ -311,13 +255,22 @@ class ArrayDataModule(TargetScaling, L.LightningDataModule):
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> TensorBatchLoader:
+        self._check_not_empty("val", "validate")
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> TensorBatchLoader:
+        self._check_not_empty("test", "test")
         return self._loader("test", train=False)
 
     def predict_dataloader(self) -> TensorBatchLoader:
+        self._check_not_empty(self.predict_split, "predict")
         return TensorBatchLoader(self.tensors[self.predict_split], self.eval_batch_size)
+
+    def _check_not_empty(self, split: str, command: str) -> None:
+        """validate/test/predict on a split without rows (fold=-1 has no val rows) stop in one line, not with 0 rows."""
+        if self.trainer is not None and self.trainer.state.fn == command and not len(self.tensors[split][1]):
+            why = " (fold=-1 trains on the whole training portion)" if self.folds and self.fold == -1 else ""
+            raise ConfigError(f"{command}: the {split} split has no rows{why}; use another split")
 
     def split_sizes(self) -> dict[str, int]:
         return {split: int(t[0].shape[0]) for split, t in self.tensors.items()}
@@ -389,7 +342,3 @@ def concat_rows(parts: list[Any]) -> Any:
 
         return pd.concat(parts, ignore_index=True)
     return np.concatenate(parts)
-
-
-def _portion(idx: dict[str, np.ndarray]) -> np.ndarray:
-    return np.sort(np.concatenate([idx["train"], idx["val"]]))

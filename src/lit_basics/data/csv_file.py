@@ -105,6 +105,8 @@ class CSVDataModule(ArrayDataModule):
         self.prediction_rows: np.ndarray | None = None
         self.transformer: Any = None
         self.fold_transformers: list[Any] = []  # with fold_features: each fold's fitted transformer, in order
+        self.fold_preprocessing: list[dict[str, Any]] = []  # and its exported statistics (saved in checkpoints)
+        self.blocks_restored = False  # the fold transformers came from a checkpoint
         self.preprocessing: dict[str, Any] | None = None
         _, y = self.arrays  # read and validate now, before any run folder exists
         train = self.split_rows(y)["train"]
@@ -231,10 +233,16 @@ class CSVDataModule(ArrayDataModule):
                 self.transformer.fit(take_rows(x, train_rows))
             self.preprocessing = export_state(self.transformer, self.plan, self.impute, self.standardize)
         self.fold_transformers.append(self.transformer)
+        self.fold_preprocessing.append(self.preprocessing)
         return self.transform(x)
 
     def fit_split_features(self, train_rows: np.ndarray, x: Any = None) -> np.ndarray:
-        self.fold_transformers = []
+        """As ArrayDataModule's; fold blocks restored from a checkpoint transform without refitting."""
+        if self.fold_features and self.blocks_restored:
+            blocks = [self.transform(self.arrays[0] if x is None else x, [t]) for t in self.fold_transformers]
+            self.block_widths = [block.shape[1] for block in blocks]
+            return np.concatenate(blocks, axis=1)
+        self.fold_transformers, self.fold_preprocessing = [], []
         return super().fit_split_features(train_rows, x)
 
     def transform(self, x: pd.DataFrame, transformers: list[Any] | None = None) -> np.ndarray:
@@ -260,6 +268,9 @@ class CSVDataModule(ArrayDataModule):
         state = super().state_dict()
         if self.preprocessing is not None:
             state["preprocessing"] = {k: v for k, v in self.preprocessing.items() if k != "restored"}
+        if self.fold_features:
+            state["fold_preprocessing"] = [{k: v for k, v in p.items() if k != "restored"}
+                                           for p in self.fold_preprocessing]
         state["label_column"] = self.label_column
         return state
 
@@ -282,7 +293,14 @@ class CSVDataModule(ArrayDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Use the checkpoint's fitted preprocessing; its columns and classes must be this data's."""
         transformer, _ = self.check_saved_state(state)
-        if not self.fold_features:  # fold blocks are refitted on the fold rows, which check_data_rows verifies
+        if self.fold_features:  # a fold ensemble's checkpoint: one fitted transformer per fold block
+            saved = state.get("fold_preprocessing") or []
+            if len(saved) != self.folds:
+                raise ConfigError(f"csv: the checkpoint holds {len(saved)} fold preprocessings; this config has "
+                                  f"fold_features with folds={self.folds}")
+            self.fold_transformers = [rebuild(fold)[0] for fold in saved]
+            self.fold_preprocessing, self.blocks_restored = list(saved), True
+        else:
             self.transformer, self.preprocessing = transformer, {**state["preprocessing"], "restored": True}
         self.restore_target_scaler(state)
         if self.tensors:

@@ -134,6 +134,10 @@ def tune_main(argv: Sequence[str] | None = None):
         spec = load_search(args.config, **{"sampler": args.sampler, "n_trials": args.n_trials, **pack},
                            folds=args.folds, extra=_overrides(args.set), ensemble=args.ensemble,
                            ensemble_selection=args.ensemble_selection)
+        if args.pack is not None and not spec.ensemble:
+            if args.ensemble == 0:
+                raise ConfigError("--pack needs --ensemble >= 1 (the members it averages; default 8)")
+            spec.ensemble = min(8, args.pack)
         spec.name = args.name or spec.name
         if args.pack is not None:
             from lit_basics.experiments.search.pack import run_pack

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from lit_basics.errors import ConfigError
+from lit_basics.models.fnn import build_network
 from lit_basics.models.hparams import Architecture
 
 MEMBER_KEYS = {"architecture", "columns", "weight", "output_scale", "output_shift"}
@@ -42,6 +43,23 @@ def _check_member(i: int, member: Any, input_dim: int) -> None:
         raise ConfigError(f"ensemble member {i}: weight={member.get('weight')!r} must be > 0")
 
 
+def member_description(architecture: dict[str, Any]) -> dict[str, Any]:
+    """A member's architecture as the config stores it: an injected net as {module, arguments}, since the config
+    parser would read a nested {class_path, init_args} as a class to fill in with its constructor's defaults."""
+    net = architecture.get("net")
+    if net is None:
+        return dict(architecture)
+    return {**architecture, "net": {"module": net["class_path"], "arguments": dict(net.get("init_args") or {})}}
+
+
+def member_architecture(description: dict[str, Any]) -> Architecture:
+    """The Architecture of a member description (member_description's inverse)."""
+    net = description.get("net")
+    if isinstance(net, dict) and "module" in net:
+        net = {"class_path": net["module"], "init_args": dict(net.get("arguments") or {})}
+    return Architecture(**{**description, "net": net})
+
+
 class Ensemble(nn.Module):
     """Members averaged: probabilities for classification, outputs (in the ensemble's units) for regression."""
 
@@ -52,13 +70,11 @@ class Ensemble(nn.Module):
             raise ConfigError(f"ensemble task={task!r}; allowed: classification, regression")
         if not isinstance(members, list) or not members:
             raise ConfigError("an ensemble needs at least one member")
-        from lit_basics.models.fnn import build_network
-
         for i, member in enumerate(members):
             _check_member(i, member, input_dim)
         self.task, self.columns = task, [tuple(m["columns"]) for m in members]
         self.members = nn.ModuleList(
-            build_network(Architecture(**m["architecture"]), m["columns"][1] - m["columns"][0], output_dim)
+            build_network(member_architecture(m["architecture"]), m["columns"][1] - m["columns"][0], output_dim)
             for m in members)
         weights = torch.tensor([float(m.get("weight", 1.0)) for m in members])
         self.register_buffer("weights", weights, persistent=False)

@@ -73,6 +73,7 @@ class BatchedFolds:
         self.x = torch.stack([torch.nn.functional.pad(f, (0, width - f.shape[1])) for f in features]).to(device)
         self.y = torch.as_tensor(y).to(device)
         self.num_classes = datamodule.num_classes
+        self.task = model.hparams.task
 
     def settings(self, params: dict[str, Any]) -> dict[str, Any]:
         """The base hyperparameters with one configuration's searched values."""

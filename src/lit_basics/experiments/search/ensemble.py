@@ -12,6 +12,8 @@ predictions (Caruana et al., 2004); its estimate is then optimistic, as any scor
 
 import dataclasses
 import math
+import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +31,11 @@ from lit_basics.experiments.runs import check_args, quiet_lightning
 from lit_basics.experiments.search import report as search_report
 from lit_basics.experiments.search.folds import FoldResult
 from lit_basics.experiments.search.space import ENSEMBLE_SELECTIONS, SearchSpec
-from lit_basics.models.ensemble import combine
+from lit_basics.models.ensemble import combine, member_description
 from lit_basics.models.hparams import Architecture
 from lit_basics.models.losses import predict
 
-ENSEMBLE_FILES = ("ensemble.yaml", "ensemble.ckpt")
+ENSEMBLE_FILES = ("ensemble.yaml", "ensemble.ckpt", "predictions.csv")  # predict writes beside the checkpoint
 
 
 class FoldModels:
@@ -41,14 +43,16 @@ class FoldModels:
 
     def __init__(self, k: int, folds: int) -> None:
         self.k, self.folds = k, folds
-        self.kept: dict[int, tuple[float, list[dict[str, torch.Tensor]]]] = {}
+        self.kept: dict[int, tuple[tuple, list[dict[str, torch.Tensor]]]] = {}
 
     def offer(self, trial: int, value: float, results: list[FoldResult]) -> None:
         if not self.k or len(results) != self.folds or any(r.state is None or r.diverged for r in results):
             return
-        self.kept[trial] = (value, [r.state for r in results])
+        std = statistics.pstdev([r.score for r in results])
+        rank = search_report.rank_key(value, std, statistics.fmean(r.val_loss for r in results), trial)
+        self.kept[trial] = (rank, [r.state for r in results])  # ranked as summary.md ranks trials
         if len(self.kept) > self.k:
-            del self.kept[min(self.kept, key=lambda t: (self.kept[t][0], -t))]
+            del self.kept[max(self.kept, key=lambda t: self.kept[t][0])]
 
     def states(self, trial: int) -> list[dict[str, torch.Tensor]] | None:
         return self.kept[trial][1] if trial in self.kept else None
@@ -95,7 +99,8 @@ def ensemble_args(spec: SearchSpec, members: list[dict[str, Any]], task: str, lo
     reset = {f"model.{f.name}": getattr(default, f.name) for f in dataclasses.fields(Architecture) if f.name != "net"}
     net = {"class_path": "lit_basics.models.ensemble.Ensemble", "init_args": {"task": task, "members": members}}
     data = fold_blocks_args(spec) if data is None else data
-    return [*spec.run_args({}), *override_args({**reset, "model.net": net, "model.loss": "auto"}), *data,
+    return [*spec.run_args({}), "--model.net=null", *override_args({**reset, "model.net": net, "model.loss": "auto"}),
+            *data,
             f"--trainer.logger.init_args.save_dir={logs}",
             f"--trainer.logger.init_args.name={name or spec.name + '_ensemble'}",
             "--trainer.logger.init_args.version=null"]
@@ -114,6 +119,9 @@ def build_ensemble(spec: SearchSpec, study: optuna.Study, runner: Any, kept: Fol
     trials = top_trials(study, k)
     if not trials:
         raise ConfigError("--ensemble: no configuration completed its folds")
+    if len(trials) < k:
+        print(f"note: --ensemble {k}: only {len(trials)} configurations completed their folds; the ensemble has "
+              f"those", file=sys.stderr)
     probe = check_args("ensemble data", [*spec.run_args({}), *fold_blocks_args(spec), "--trainer.logger=false"])
     data, task = probe.datamodule, probe.model.hparams.task
     data.setup("test")  # the fold blocks' widths
@@ -121,8 +129,7 @@ def build_ensemble(spec: SearchSpec, study: optuna.Study, runner: Any, kept: Fol
     maps = output_maps(data, spec.folds)
     members, states = [], []
     for trial in trials:
-        architecture = dataclasses.asdict(check_args(f"trial {trial.number}",
-                                                     spec.run_args(trial.params)).model.architecture)
+        architecture = architecture_of(spec, trial.params)
         for fold, state in enumerate(fold_models_of(trial, spec, runner, kept)):
             member = {"architecture": architecture,
                       "columns": [starts[fold], starts[fold] + data.block_widths[fold]]}
@@ -132,7 +139,7 @@ def build_ensemble(spec: SearchSpec, study: optuna.Study, runner: Any, kept: Fol
             states.append(state)
     cli = load_members(ensemble_args(spec, members, task, logs), states)
     oof, y = out_of_fold_outputs(cli, spec.folds, len(trials))
-    weights = greedy_weights(oof, y, task) if selection == "greedy" else [1.0] * len(trials)
+    weights = selection_weights(oof, y, task, selection)
     chosen = [i for i, w in enumerate(weights) if w > 0]
     if chosen != list(range(len(trials))) or len(set(weights)) > 1:  # greedy: rebuild with its weights
         keep = [i for i in range(len(members)) if weights[i // spec.folds] > 0]
@@ -151,6 +158,12 @@ def tested(cli: Any) -> dict[str, float]:
     with quiet_lightning():
         out = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     return {k: float(v) for k, v in (out[0] if out else {}).items()}
+
+
+def architecture_of(spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """A configuration's architecture (models/hparams.py) as an ensemble member describes it."""
+    cli = check_args("ensemble member", spec.run_args(params))
+    return member_description(dataclasses.asdict(cli.model.architecture))
 
 
 def load_members(args: list[str], states: list[dict[str, torch.Tensor]]) -> Any:
@@ -186,6 +199,12 @@ def out_of_fold_outputs(cli: Any, folds: int, configs: int) -> tuple[torch.Tenso
         rows = torch.as_tensor(rows)
         oof[:, rows] = outputs[torch.arange(configs) * folds + fold][:, rows]
     return oof, y
+
+
+def selection_weights(outputs: torch.Tensor, y: torch.Tensor, task: str, selection: str) -> list[float]:
+    """One weight per candidate, from their held-out outputs (candidates, rows, outputs): equal ("top"), or
+    greedy forward selection with replacement ("greedy"; zero for a candidate never chosen)."""
+    return greedy_weights(outputs, y, task) if selection == "greedy" else [1.0] * len(outputs)
 
 
 def score(logits: torch.Tensor, y: torch.Tensor, task: str) -> float:
@@ -226,8 +245,7 @@ def tie_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> float:
 def save_ensemble(cli: Any, spec: SearchSpec, out: Path, cv: float, estimate: str = "out-of-fold CV score") -> None:
     """ensemble.ckpt (a LitFNN checkpoint train.py test/predict read) and ensemble.yaml (its config)."""
     config = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
-    for key in ("weights_only",):
-        config.pop(key, None)
+    config.pop("weights_only", None)  # an argument of the parser without subcommands, not of train.py test
     atomic_write_text(
         out / "ensemble.yaml",
         f"# Ensemble of search {spec.name!r} ({estimate} {cv:.4f}). Test or predict with:\n"

@@ -11,6 +11,7 @@ configuration k times to rank it, a pack trains each once and lets the validatio
 same time buys about k times as many configurations.
 """
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,16 @@ import torch
 from lit_basics.atomic_files import atomic_write_text
 from lit_basics.engine.runtime import machine_description
 from lit_basics.errors import ConfigError
-from lit_basics.experiments.runs import check_args
 from lit_basics.experiments.search import report as search_report
 from lit_basics.experiments.search.batched_folds import BatchedFolds
 from lit_basics.experiments.search.ensemble import (
+    ENSEMBLE_FILES,
+    architecture_of,
     ensemble_args,
-    greedy_weights,
     load_members,
     save_ensemble,
     score,
+    selection_weights,
     tested,
 )
 from lit_basics.experiments.search.folds import FoldResult
@@ -62,63 +64,67 @@ def sample_configurations(spec: SearchSpec, n: int) -> list[dict[str, Any]]:
     return configs
 
 
+PACK_FILES = ("pack.csv", "summary.md", *ENSEMBLE_FILES)
+
+
 def run_pack(spec: SearchSpec, n: int, reports: str = "reports", logs: str = "logs") -> Path:
-    """Train the pack, keep the best `spec.ensemble` (default 8) members, test and save; returns the report folder."""
+    """Train the pack, average its best `spec.ensemble` members, test and save; returns the report folder."""
     started = time.perf_counter()
-    k = spec.ensemble or min(8, n)
-    if k > n:
-        raise ConfigError(f"ensemble={k} is more than the {n} configurations of --pack {n}; use ensemble <= {n}")
     try:
         runner = BatchedFolds(spec.run_args({}), 0, spec.seed, spec.patience, keep_states=True)
-    except ConfigError as err:
-        raise ConfigError(f"--pack trains on the batched engine: {str(err).split('; use --engine')[0]}") from None
+    except ConfigError as err:  # its own advice names --engine, which --pack does not take
+        message = str(err).split("; use --engine")[0].replace("--engine batched", "the batched engine")
+        raise ConfigError(f"--pack: {message}") from None
     configs = sample_configurations(spec, n)
     for params in configs:  # a value the engine cannot train fails here, before any output
         runner.settings(params)
     check_writable_dir(reports, "reports folder")
     out = check_writable_dir(Path(reports) / check_name(f"{spec.name}_pack", "search name"), "report folder")
+    for name in PACK_FILES:  # no report of an earlier pack stays beside this one's
+        (out / name).unlink(missing_ok=True)
     results = [r[0] for r in runner.fit_many(configs)]
     trained = time.perf_counter() - started
     ranked = sorted((i for i, r in enumerate(results) if not r.diverged), key=lambda i: (results[i].val_loss, i))
     if not ranked:
         raise ConfigError(f"--pack {n}: every configuration diverged (its training loss became NaN or infinite)")
+    k = spec.ensemble or min(8, n)
     candidates = ranked[:k]
-    data = ["--data.init_args.folds=0", f"--data.init_args.seed={spec.seed}"]
-    members = [member(spec, configs[i], runner.widths[0]) for i in candidates]
-    cli = load_members(ensemble_args(spec, members, "classification", logs, data, f"{spec.name}_pack"),
-                       [results[i].state for i in candidates])
-    weights = [1.0] * len(candidates)
-    if spec.ensemble_selection == "greedy":
-        outputs, y = validation_outputs(cli)
-        weights = greedy_weights(outputs, y, "classification")
-    chosen = [j for j, w in enumerate(weights) if w > 0]
-    members = [{**members[j], "weight": weights[j]} for j in chosen]
-    cli = load_members(ensemble_args(spec, members, "classification", logs, data, f"{spec.name}_pack"),
-                       [results[candidates[j]].state for j in chosen])
+    if len(candidates) < k:
+        print(f"note: --pack {n} trained {len(ranked)} configurations (the space holds {len(configs)} distinct ones, "
+              f"{len(configs) - len(ranked)} diverged): the ensemble has {len(candidates)} members, not "
+              f"{k}", file=sys.stderr)
+
+    def assemble(indices: list[int], weights: list[float], name: str) -> Any:
+        members = [member(spec, configs[i], runner.widths[0]) | {"weight": w} for i, w in zip(indices, weights,
+                                                                                             strict=True)]
+        args = ensemble_args(spec, members, runner.task, logs, ["--data.init_args.folds=0",
+                                                                 f"--data.init_args.seed={spec.seed}"], name)
+        return load_members(args, [results[i].state for i in indices])
+
+    cli = assemble(candidates, [1.0] * len(candidates), f"{spec.name}_pack")
     outputs, y = validation_outputs(cli)
-    val_score = score(combine(outputs, torch.tensor([weights[j] for j in chosen]), "classification"), y,
-                      "classification")
+    weights = selection_weights(outputs, y, runner.task, spec.ensemble_selection)
+    chosen = [i for i, w in zip(candidates, weights, strict=True) if w > 0]
+    kept = {i: w for i, w in zip(candidates, weights, strict=True) if w > 0}
+    if len(chosen) < len(candidates) or len(set(weights)) > 1:
+        cli = assemble(chosen, [kept[i] for i in chosen], f"{spec.name}_pack")
+    val_score = score(combine(outputs[[candidates.index(i) for i in chosen]], torch.tensor(list(kept.values())),
+                              runner.task), y, runner.task)
     out.mkdir(parents=True, exist_ok=True)
     ensemble_test = tested(cli)
-    save_ensemble(cli, spec, out, val_score, "validation accuracy")
-    best = ranked[0]
-    single = load_members(ensemble_args(spec, [member(spec, configs[best], runner.widths[0])], "classification",
-                                        logs, data, f"{spec.name}_pack_single"), [results[best].state])
-    single_test = tested(single)
-    table = pack_table(spec, configs, results, ranked, {candidates[j]: weights[j] for j in chosen})
+    single_test = tested(assemble(ranked[:1], [1.0], f"{spec.name}_pack_single"))
+    table = pack_table(configs, results, ranked, kept)
     atomic_write_text(out / "pack.csv", table.to_csv(index=False))
+    save_ensemble(cli, spec, out, val_score, "validation accuracy")
     footer = (f"{n} configurations trained at once in {trained:.0f} s, {time.perf_counter() - started:.0f} s in all, "
               f"on {machine_description()}.")
-    atomic_write_text(out / "summary.md", pack_summary(spec, table, results[best], val_score, single_test,
+    atomic_write_text(out / "summary.md", pack_summary(spec, table, results[ranked[0]], val_score, single_test,
                                                        ensemble_test, len(chosen), footer))
     return out
 
 
 def member(spec: SearchSpec, params: dict[str, Any], width: int) -> dict[str, Any]:
-    import dataclasses
-
-    architecture = dataclasses.asdict(check_args("pack member", spec.run_args(params)).model.architecture)
-    return {"architecture": architecture, "columns": [0, width]}
+    return {"architecture": architecture_of(spec, params), "columns": [0, width]}
 
 
 @torch.no_grad()
@@ -131,7 +137,7 @@ def validation_outputs(cli: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 
-def pack_table(spec: SearchSpec, configs: list[dict[str, Any]], results: list[FoldResult], ranked: list[int],
+def pack_table(configs: list[dict[str, Any]], results: list[FoldResult], ranked: list[int],
                weights: dict[int, float]) -> pd.DataFrame:
     rank = {i: r for r, i in enumerate(ranked)}
     rows = [{"config": i, **{search_report.short(k): v for k, v in params.items()},

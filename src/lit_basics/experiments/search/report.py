@@ -129,11 +129,12 @@ def ensemble_section(spec: SearchSpec, study: optuna.Study, refit: dict[str, Any
     """The single best configuration and the ensemble side by side: CV estimate and test metrics."""
     best = best_trial(study)
     keys = sorted(k for k in {*ensemble.test_metrics, *(refit or {})} if k.startswith("test/"))
-    rows = [{"model": f"best configuration (trial {best.number}), refit", "CV estimate": best.value,
-             **{k: (refit or {}).get(k, math.nan) for k in keys}},
-            {"model": f"ensemble: {len(ensemble.trials)} configurations x {spec.folds} folds = {ensemble.members} "
-                      "networks", "CV estimate": ensemble.cv_score, **{k: ensemble.test_metrics.get(k, math.nan)
-                                                                      for k in keys}}]
+    configurations = f"{len(ensemble.trials)} configuration{'s' if len(ensemble.trials) != 1 else ''}"
+    refitted = "refit" if refit is not None else "not refit (--no-refit: no test score)"
+    rows = [{"model": f"best configuration (trial {best.number}), {refitted}", "CV estimate": best.value,
+             **{k: (refit or {}).get(k, "") for k in keys}},
+            {"model": f"ensemble: {configurations} x {spec.folds} folds = {ensemble.members} networks",
+             "CV estimate": ensemble.cv_score, **{k: ensemble.test_metrics.get(k, math.nan) for k in keys}}]
     weights = ", ".join(f"trial {t} x{w:g}" for t, w in zip(ensemble.trials, ensemble.weights, strict=True))
     selection = ("greedy forward selection with replacement on the out-of-fold predictions (its CV estimate is "
                  "optimistic: the weights were chosen on it)" if spec.ensemble_selection == "greedy"

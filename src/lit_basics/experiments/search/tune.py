@@ -46,6 +46,9 @@ def validate_search(spec: SearchSpec) -> dict[str, Any] | None:
 
     Returns the data's identity (what the study records about its data).
     """
+    if spec.ensemble_selection != "top" and not spec.ensemble:
+        raise ConfigError(f"ensemble_selection={spec.ensemble_selection!r} needs ensemble >= 1 (how many "
+                          "configurations to choose from)")
     first = {d.name: d.choices[0] if d.choices else d.low for d in spec.space}
     for dim in spec.space:
         for value in dim.choices or [dim.low, dim.high]:
