@@ -248,7 +248,9 @@ def save_ensemble(cli: Any, spec: SearchSpec, out: Path, cv: float, estimate: st
     config.pop("weights_only", None)  # an argument of the parser without subcommands, not of train.py test
     atomic_write_text(
         out / "ensemble.yaml",
-        f"# Ensemble of search {spec.name!r} ({estimate} {cv:.4f}). Test or predict with:\n"
+        f"# Ensemble of search {spec.name!r} ({estimate} {cv:.4f}). Each member's architecture is in\n"
+        "# model.net.init_args.members (model.hidden_sizes and the other architecture fields stay at their\n"
+        "# defaults, unused; the optimisation fields are unused too: the members are trained). Test or predict with:\n"
         f"#   python scripts/train.py test --config {out / 'ensemble.yaml'} --ckpt_path {out / 'ensemble.ckpt'}\n"
         + yaml.safe_dump(config, sort_keys=False))
     cli.trainer.save_checkpoint(str(out / "ensemble.ckpt"))
