@@ -268,7 +268,8 @@ class ArrayDataModule(KFoldSplits, TargetScaling, L.LightningDataModule):
 
     def _check_not_empty(self, split: str, command: str) -> None:
         """validate/test/predict on a split without rows (fold=-1 has no val rows) stop in one line, not with 0 rows."""
-        if self.trainer is not None and self.trainer.state.fn == command and not len(self.tensors[split][1]):
+        state = getattr(self.trainer, "state", None)  # None outside a Trainer (a loader built by hand)
+        if getattr(state, "fn", None) == command and not len(self.tensors[split][1]):
             why = " (fold=-1 trains on the whole training portion)" if self.folds and self.fold == -1 else ""
             raise ConfigError(f"{command}: the {split} split has no rows{why}; use another split")
 
