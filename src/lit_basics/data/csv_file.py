@@ -325,8 +325,9 @@ class CSVDataModule(ArrayDataModule):
             raise ConfigError(f"csv: predict file row {row + 1} has no value for {self.plan.used[col]!r}; the "
                               f"model was trained with impute={self.impute!r}, which fills no gaps")
         x = prepare(table, self.plan, rows, self.numbers)
-        categories = self.preprocessing.get("categories", [])
-        for column, known in zip(self.plan.categorical, categories, strict=True):
+        fitted = self.fold_preprocessing if self.fold_features else [self.preprocessing]
+        categories = [sum(levels, []) for levels in zip(*(p.get("categories", []) for p in fitted), strict=True)]
+        for column, known in zip(self.plan.categorical, categories, strict=True):  # known to any fold: no note
             values = x[column].dropna()
             unseen = values[~values.isin(known)]
             if len(unseen):
