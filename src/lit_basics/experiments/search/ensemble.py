@@ -25,12 +25,12 @@ from optuna.trial import TrialState
 
 from lit_basics.atomic_files import atomic_write_text
 from lit_basics.data.targets import target_scaler_of
-from lit_basics.errors import ConfigError, check_choice
+from lit_basics.errors import ConfigError
 from lit_basics.experiments.config_file import override_args
 from lit_basics.experiments.runs import check_args, quiet_lightning
 from lit_basics.experiments.search import report as search_report
 from lit_basics.experiments.search.folds import FoldResult
-from lit_basics.experiments.search.space import ENSEMBLE_SELECTIONS, SearchSpec
+from lit_basics.experiments.search.space import SearchSpec
 from lit_basics.models.ensemble import combine, member_description
 from lit_basics.models.hparams import Architecture
 from lit_basics.models.losses import predict
@@ -115,7 +115,6 @@ def fold_blocks_args(spec: SearchSpec) -> list[str]:
 def build_ensemble(spec: SearchSpec, study: optuna.Study, runner: Any, kept: FoldModels, out: Path, logs: str,
                    k: int, selection: str = "top") -> EnsembleResult:
     """Assemble, score (out-of-fold and on the test rows) and save reports/<name>/ensemble.{yaml,ckpt}."""
-    check_choice("ensemble selection", selection, ENSEMBLE_SELECTIONS)
     trials = top_trials(study, k)
     if not trials:
         raise ConfigError("--ensemble: no configuration completed its folds")
@@ -179,7 +178,7 @@ def output_maps(data: Any, folds: int) -> list[tuple[float, float]]:
     if data.task != "regression" or not data.standardize:  # outputs in the target's own units already
         return [(1.0, 0.0)] * folds
     y = data.arrays[1]
-    mean, std = target_scaler_of(y[data.split_rows(y)["train"]])
+    mean, std = data.target_scaler  # fitted by setup() on the whole training portion, the ensemble's units
     maps = []
     for train, _ in data.fold_indices(y):
         fold_mean, fold_std = target_scaler_of(y[train])
